@@ -1,0 +1,92 @@
+"""``contact-requests`` (outbound contact tasks to filter) and ``contact-outcomes``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import Code, Ident, InboundEvent, Msisdn, SubscriberId, Text
+
+
+class ContactPurpose(StrEnum):
+    MARKETING = "marketing"    # 营销类任务: seed users are skipped
+    SERVICE = "service"        # 服务类任务: seed users are included
+
+
+class ContactChannel(StrEnum):
+    TELEMARKETING = "telemarketing"
+    SMS = "sms"
+    APP_PUSH = "app_push"
+    ACCOUNT_MANAGER = "account_manager"    # 高价值客户经理
+    IVR = "ivr"
+
+
+class ContactRequest(InboundEvent):
+    """A campaign or service system asks to contact a subscriber."""
+
+    kind: Literal["contact_request"] = "contact_request"
+    request_id: Ident
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    campaign_id: Ident
+    purpose: ContactPurpose
+    channel: ContactChannel
+    scheduled_for: AwareDatetime | None = None
+    requester: Ident = "campaign"
+
+
+class SurveyOutcome(InboundEvent):
+    """IVR / SMS satisfaction survey answer (1 worst .. 10 best)."""
+
+    kind: Literal["survey"]
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    survey_id: Ident
+    channel: ContactChannel
+    score: int = Field(ge=1, le=10)
+
+
+class RetentionOutcome(InboundEvent):
+    kind: Literal["retention"]
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    task_id: Ident
+    outcome: Literal["retained", "churned", "pending"]
+
+
+class OfferOutcome(InboundEvent):
+    kind: Literal["offer"]
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    offer_id: Ident
+    decision: Literal["accepted", "declined"]
+
+
+class OnlineContact(InboundEvent):
+    """A contact through an online channel, shared with the hotline (渠道协同)."""
+
+    kind: Literal["online_contact"]
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    session_id: Ident
+    channel: Literal["app", "wechat", "web", "mall"]
+    topic: Code
+    summary: Text = ""
+
+
+class ContactResult(InboundEvent):
+    """What happened to an outbound contact request."""
+
+    kind: Literal["contact_result"]
+    subscriber_id: SubscriberId
+    msisdn: Msisdn
+    request_id: Ident
+    result: Literal["reached", "not_reached", "refused", "complained"]
+
+
+ContactOutcome = Annotated[
+    SurveyOutcome | RetentionOutcome | OfferOutcome | OnlineContact | ContactResult,
+    Field(discriminator="kind"),
+]

@@ -1,0 +1,169 @@
+"""Everything Foresight writes. Each record has a stable id so redelivery never duplicates
+what a person sees: consumers keep the latest record per id (and per ``sequence``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import (
+    SCHEMA_VERSION,
+    CellId,
+    Code,
+    Ident,
+    LineId,
+    OutboundModel,
+    SchemaVersion,
+    SubscriberId,
+    Text,
+)
+
+Fingerprint = str
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Alert(OutboundModel):
+    """A technician alert, shaped like an Alertmanager alert. Keyed by ``fingerprint``.
+
+    One episode (a rule holding for one subscriber) keeps its fingerprint from firing to
+    resolved; ``sequence`` grows with every update so the latest wins.
+    """
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    kind: Literal["alert"] = "alert"
+    fingerprint: Fingerprint = Field(pattern=r"^[0-9a-f]{16}$")
+    sequence: int = Field(ge=1)
+    status: AlertStatus
+    rule_id: Ident
+    severity: AlertSeverity
+    subscriber_id: SubscriberId | None = None
+    msisdn_masked: str | None = None
+    systems: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    detected_at: AwareDatetime
+    evidence: dict[str, str] = Field(default_factory=dict)
+
+
+class HintKind(StrEnum):
+    SERVICE_REMINDER = "service_reminder"    # 用户服务提醒 from an audit finding
+    RISK = "risk"                            # complaint / churn risk with reasons
+    RETENTION_TASK = "retention_task"        # 来话同步维系
+    OFFER = "offer"
+    COMPLAINT_HISTORY = "complaint_history"
+    ONLINE_CONTACT = "online_contact"        # 渠道协同
+
+
+class AgentHint(OutboundModel):
+    """Screen-pop material for the contact-center agent. Keyed by subscriber id.
+
+    Phone numbers in hints are masked; the agent on the call sees full data through the
+    screen-pop service, which looks them up for that agent only.
+    """
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    hint_id: Fingerprint = Field(pattern=r"^[0-9a-f]{16}$")
+    sequence: int = Field(ge=1)
+    subscriber_id: SubscriberId
+    msisdn_masked: str
+    kind: HintKind
+    active: bool = True
+    title: Text
+    cause: Text = ""
+    script: Text = ""
+    progress: Text = ""
+    source: Ident
+    created_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+
+
+class WorkOrder(OutboundModel):
+    """A prioritised network or broadband work order with its SLA deadline."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    work_order_id: Fingerprint = Field(pattern=r"^[0-9a-f]{16}$")
+    sequence: int = Field(ge=1)
+    target_kind: Literal["cell", "line"]
+    cell_id: CellId | None = None
+    line_id: LineId | None = None
+    problem: Code
+    tier: Literal["p1", "p2", "p3", "p4"]
+    score: float
+    seed_users_affected: int = Field(ge=0)
+    key_users_affected: int = Field(ge=0)
+    sla_deadline: AwareDatetime
+    status: Literal["open", "updated", "closed"]
+    created_at: AwareDatetime
+    reason: Text = ""
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    SUPPRESS = "suppress"
+
+
+class ContactDecision(OutboundModel):
+    """Allow or suppress one contact request, with every reason code that applied."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    request_id: Ident
+    subscriber_id: SubscriberId
+    decision: Decision
+    reasons: list[Code] = Field(default_factory=list)
+    channel: Ident
+    policy_version: Ident
+    decided_at: AwareDatetime
+
+
+class CareEntry(OutboundModel):
+    """A subscriber to reach proactively (IVR or human), with why."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    care_id: Fingerprint = Field(pattern=r"^[0-9a-f]{16}$")
+    subscriber_id: SubscriberId
+    msisdn_masked: str
+    status: Literal["added", "removed"]
+    score: float = Field(ge=0.0, le=1.0)
+    model: Ident
+    reasons: list[Text] = Field(default_factory=list)
+    channel: Literal["ivr", "human"]
+    decided_at: AwareDatetime
+
+
+class DeadLetterReason(StrEnum):
+    NOT_JSON = "not_json"
+    INVALID = "invalid"            # JSON, but does not match the topic's schema
+    OVERSIZE = "oversize"
+    EMPTY = "empty"
+
+
+class DeadLetter(OutboundModel):
+    """An input that could not be parsed or validated, kept whole so it can be replayed."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    source_topic: str
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+    source_timestamp_ms: int | None = None
+    key_b64: str | None = None
+    value_b64: str
+    value_bytes: int = Field(ge=0)
+    reason: DeadLetterReason
+    error: Text
+    worker: Ident
+    detected_at: AwareDatetime

@@ -1,0 +1,215 @@
+"""The Faust app, built from settings (never at import time).
+
+``create_app(settings)`` declares the packed input topic, one changelogged Faust table per
+pipeline step plus the progress table, the subscriber pipeline agent, the commit timer and
+the ``/metrics`` page, and wires them to a :class:`BatchUnit` and a transactional
+committer. The packer runs in a thread of the same process unless disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import Consumer
+from faust.stores import STORES
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from agents.call_features import CallFeatures
+from agents.core import Processor
+from agents.unified_view import UnifiedView
+from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
+from sinks.prometheus import register_metrics_page
+from streams import faust_transport
+from streams.committer import TransactionalCommitter
+from streams.metrics import Metrics
+from streams.packer import Packer, PackerThread
+from streams.runner import UnitRunner
+from streams.settings import Settings
+from streams.topics import PACKED, changelog_topic, ensure_topics
+from streams.unit import PROGRESS_TABLE, BatchUnit
+
+log = logging.getLogger(__name__)
+
+
+def default_pipeline() -> list[Processor]:
+    """The steps every subscriber event goes through, in order."""
+    return [UnifiedView(), CallFeatures()]
+
+
+class ForesightApp(faust.App):
+    """A Faust app that also owns the packer thread and the transactional committer."""
+
+    settings: Settings
+    metrics: Metrics
+    runner: UnitRunner
+    committer: TransactionalCommitter
+    packer_thread: PackerThread | None = None
+    worker_id: str
+
+    def foresight_restore_consumer(self) -> Consumer:
+        """A group-less ``read_committed`` consumer for restoring changelog partitions."""
+        return Consumer({
+            **self.settings.kafka_client_config(),
+            "group.id": f"{self.settings.app_id}-restore",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.max.bytes": 52_428_800,
+            "queued.max.messages.kbytes": 262_144,
+        })
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Fence a crashed predecessor (and abort its open transaction) before any state is
+        # restored: restore waits for open transactions on the changelog to end.
+        self.committer.start()
+        if self.packer_thread is not None:
+            self.packer_thread.start()
+
+    async def on_stop(self) -> None:
+        if self.packer_thread is not None:
+            self.packer_thread.stop()
+        await super().on_stop()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    pipeline: Sequence[Processor] | None = None,
+    registry: CollectorRegistry | None = None,
+    create_topics: bool = True,
+) -> ForesightApp:
+    """Build the worker app. ``registry`` defaults to the process-wide Prometheus registry."""
+    faust_transport.register()
+    STORES.aliases.setdefault("foresight", "streams.store:TableStore")
+    steps = list(pipeline if pipeline is not None else default_pipeline())
+    table_names = (*(s.name for s in steps), PROGRESS_TABLE)
+    if create_topics:
+        ensure_topics(settings, table_names)
+
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
+    datadir = (settings.home / "state" / settings.app_id / worker_id).resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
+    backend = "rocksdb" if settings.store.startswith("rocksdb") else "memory"
+    app = ForesightApp(
+        settings.app_id,
+        broker=f"foresight://{settings.brokers}",
+        store="memory://",
+        datadir=str(datadir),
+        tabledir=str(datadir / "tables"),
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=False,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=256,
+        broker_max_poll_records=200,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        producer_linger=0.002,
+        processing_guarantee="at_least_once",
+    )
+    app.settings = settings
+    app.worker_id = worker_id
+    metrics = Metrics(registry if registry is not None else REGISTRY, table_names)
+    app.metrics = metrics
+
+    tables = {}
+    for name in table_names:
+        tables[name] = app.Table(
+            name,
+            partitions=settings.partitions,
+            key_type=bytes, value_type=bytes,
+            store=f"foresight://{backend}",
+            changelog_topic=app.topic(changelog_topic(settings, name),
+                                      partitions=settings.partitions,
+                                      key_serializer="raw", value_serializer="raw"),
+        )
+    unit = BatchUnit(steps, {n: t.data for n, t in tables.items()}, worker_id=worker_id,
+                     max_event_bytes=settings.max_event_bytes)
+    app.committer = TransactionalCommitter(
+        settings.kafka_client_config(),
+        transactional_id=f"{settings.app_id}-{worker_id}",
+        table_topics={n: changelog_topic(settings, n) for n in table_names},
+        output_topics={t: settings.topic(t) for t in OUTPUT_TOPICS},
+    )
+    runner = app.runner = UnitRunner(unit, app.committer, metrics)
+    packed = app.topic(settings.topic(PACKED), partitions=settings.partitions,
+                       key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(packed, name="subscriber-pipeline", concurrency=1)
+    async def subscriber_pipeline(stream: Any) -> None:
+        """Decode, validate, apply the pipeline; effects commit in the next transaction."""
+        manual = stream.noack()
+        async for event in manual.events():
+            runner.feed(manual, event)
+            if runner.should_commit_now():
+                await _commit(app)
+
+    interval = settings.commit_interval_ms / 1000.0
+
+    @app.task
+    async def commit_loop() -> None:
+        """Commit every ``commit_interval_ms`` after the previous commit ended."""
+        while not app.should_stop:
+            await asyncio.sleep(interval)
+            await _commit(app)
+
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await _commit(app)
+        unit.forget_partitions({tp.partition for tp in revoked if tp.topic == packed.get_topic_name()})
+
+    @app.on_partitions_assigned.connect
+    async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        unit.forget_partitions({tp.partition for tp in assigned if tp.topic == packed.get_topic_name()})
+
+    register_metrics_page(app, metrics.registry)
+
+    if settings.run_packer:
+        app.packer_thread = PackerThread(make_packer(settings, metrics))
+    return app
+
+
+async def _commit(app: ForesightApp) -> None:
+    try:
+        await app.runner.commit()
+    except Exception as exc:
+        log.critical("commit failed, stopping the worker (state restores from the "
+                     "changelog on restart): %s", exc)
+        await app.crash(exc)
+        raise
+
+
+def make_packer(settings: Settings, metrics: Metrics | None = None) -> Packer:
+    """The packing front stage for every input topic."""
+    real = {settings.topic(t): t for t in INPUT_TOPICS}
+    return Packer(
+        settings.kafka_client_config(),
+        group_id=f"{settings.app_id}-packer",
+        inputs=list(real),
+        logical=real,
+        packed_topic=settings.topic(PACKED),
+        max_events=settings.batch_max_events,
+        max_bytes=settings.batch_max_bytes,
+        linger_ms=settings.batch_linger_ms,
+        metrics=metrics,
+    )
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until interrupted (``foresight worker``)."""
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,281 @@
+"""The embedded Apache Kafka: fetched from Maven Central once, run as one KRaft node.
+
+Foresight's default is the real broker, not a fake: ``foresight kafka start`` fetches the
+Apache Kafka 4.2 jars with Maven (cached under ``<home>/kafka/libs``), formats KRaft storage
+once, starts broker+controller on 127.0.0.1 with a bounded heap, and waits until the broker
+answers a metadata request. A second ``start`` reuses a broker that is already up, so tests
+and the demo can share one. Set ``KAFKA_BOOTSTRAP_SERVERS`` to use an external cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from streams.errors import BrokerError
+from streams.settings import Settings
+
+KAFKA_VERSION = "4.2.0"
+_BROKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
+
+_SERVER_PROPERTIES = """\
+# Written by foresight: a single-node KRaft broker+controller on loopback.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data_dir}
+num.partitions={partitions}
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+log.segment.bytes=268435456
+log.cleaner.dedupe.buffer.size=33554432
+num.network.threads=2
+num.io.threads=4
+"""
+
+_LOG4J = """\
+# Written by foresight: broker log to a file, warnings and up (server.log in the same folder).
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = warn
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = info
+"""
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """Paths and ports of the embedded broker, derived from :class:`Settings`."""
+
+    root: Path
+    port: int
+    controller_port: int
+    heap: str
+    partitions: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalKafka:
+        return cls(
+            root=(settings.home / "kafka").resolve(),
+            port=settings.local_port,
+            controller_port=settings.local_controller_port,
+            heap=settings.local_heap,
+            partitions=settings.partitions,
+        )
+
+    @property
+    def libs(self) -> Path:
+        return self.root / "libs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # --- fetch ---------------------------------------------------------------------------
+    def fetched(self) -> bool:
+        return (self.libs / _BROKER_JAR).is_file()
+
+    def fetch(self, *, quiet: bool = False) -> None:
+        """Download the broker jars with Maven once; later calls find them cached."""
+        if self.fetched():
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError(
+                "Maven (mvn) is not on PATH: install it (apt-get install maven) or point "
+                "KAFKA_BOOTSTRAP_SERVERS at an existing Kafka cluster"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        pom = self.root / "pom.xml"
+        pom.write_text(resources.files("streams").joinpath("kafka-pom.xml").read_text())
+        if not quiet:
+            print(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {self.libs} ...",
+                  file=sys.stderr)
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+             f"-DoutputDirectory={self.libs}"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0 or not self.fetched():
+            raise BrokerError(
+                "mvn could not fetch the Kafka jars (is Maven Central reachable?):\n"
+                + (proc.stdout + proc.stderr)[-2000:]
+            )
+
+    # --- format / start / stop -----------------------------------------------------------
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("java is not on PATH: the local broker needs Java 17 or newer")
+        return java
+
+    def _classpath(self) -> str:
+        return str(self.libs / "*")
+
+    def _write_configs(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        props = self.root / "server.properties"
+        props.write_text(_SERVER_PROPERTIES.format(
+            port=self.port, controller_port=self.controller_port,
+            data_dir=self.data_dir, partitions=self.partitions,
+        ))
+        (self.root / "log4j2.properties").write_text(_LOG4J.format(log_file=self.log_file))
+        return props
+
+    def _format(self, props: Path) -> None:
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        cluster_id = _kafka_uuid()
+        proc = subprocess.run(
+            [self._java(), "-cp", self._classpath(),
+             f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def pid(self) -> int | None:
+        """PID of a broker this launcher started and that is still alive."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def port_open(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def start(self, *, timeout: float = 90.0, quiet: bool = False) -> bool:
+        """Start the broker unless one already answers; return True if this call started it."""
+        if self.port_open() and wait_ready(self.bootstrap, timeout=timeout):
+            return False
+        self.fetch(quiet=quiet)
+        props = self._write_configs()
+        self._format(props)
+        out = open(self.root / "broker.stdout", "ab")  # noqa: SIM115 - handed to the child
+        cmd = [
+            self._java(), f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.root}",
+            "-cp", self._classpath(), "kafka.Kafka", str(props),
+        ]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        self.pid_file.write_text(str(proc.pid))
+        if not quiet:
+            print(f"starting Apache Kafka {KAFKA_VERSION} on {self.bootstrap} (pid {proc.pid}) ...",
+                  file=sys.stderr)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with code {proc.returncode}; see {self.log_file} and "
+                    f"{self.root / 'broker.stdout'}"
+                )
+            if self.port_open() and wait_ready(self.bootstrap, timeout=2.0):
+                return True
+            time.sleep(0.2)
+        raise BrokerError(f"the broker did not become ready within {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self, *, timeout: float = 30.0) -> bool:
+        """Stop the broker this launcher started; return False if none was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() is None or _is_zombie(pid):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wipe(self) -> None:
+        """Delete the broker's data (topics, offsets); the jars stay cached."""
+        if self.pid() is not None:
+            raise BrokerError("stop the local broker before wiping its data (foresight kafka stop)")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def _kafka_uuid() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def wait_ready(bootstrap: str, *, timeout: float = 30.0) -> bool:
+    """True once the broker answers a metadata request with at least one broker."""
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(timeout=2.0)
+            if md.brokers:
+                return True
+        except Exception:  # noqa: S110 - not ready yet, retry until the deadline
+            pass
+        time.sleep(0.2)
+    return False

@@ -1,0 +1,105 @@
+"""Every Prometheus metric Foresight exports, in one place.
+
+Names follow ``foresight_<thing>_<unit>`` with ``_total`` for counters; labels are bounded
+(topics, event kinds, reasons, tables, rules: never a subscriber id). Every label value the
+code can produce is pre-initialised to zero so dashboards and alerts see a series from the
+first scrape instead of a gap. Tests pass their own ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from schemas.outputs import DeadLetterReason
+from schemas.registry import CONTRACTS, INPUT_TOPICS, OUTPUT_TOPICS
+
+# ``*_created`` series double every counter on the wire and no dashboard uses them.
+disable_created_metrics()
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def kinds_of(topic: str) -> list[str]:
+    """Every ``kind`` value the topic's contract allows (for pre-initialising labels)."""
+    tp = CONTRACTS[topic].type
+    args = typing.get_args(tp)
+    members = typing.get_args(args[0]) if args else ()
+    models = members or (tp,)
+    out = []
+    for m in models:
+        field = m.model_fields.get("kind")
+        if field is not None:
+            out.extend(typing.get_args(field.annotation) or [field.default])
+    return out
+
+
+class Metrics:
+    """The worker's metrics; one instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry, tables: Iterable[str] = ()) -> None:
+        r = registry
+        self.registry = registry
+        self.input_events = Counter(
+            "foresight_input_events_total", "Valid input events processed, by topic and kind.",
+            ["topic", "kind"], registry=r)
+        self.dead_letters = Counter(
+            "foresight_dead_letters_total", "Inputs sent to dead-letters, by topic and reason.",
+            ["topic", "reason"], registry=r)
+        self.duplicates = Counter(
+            "foresight_duplicate_records_total",
+            "Input records skipped because their offset was already applied (redelivery).",
+            ["topic"], registry=r)
+        self.outputs = Counter(
+            "foresight_output_records_total", "Records committed to output topics.",
+            ["topic"], registry=r)
+        self.envelopes = Counter(
+            "foresight_envelopes_total", "Envelopes (packed batches) processed.", registry=r)
+        self.envelope_events = Histogram(
+            "foresight_envelope_events", "Input records per envelope.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=r)
+        self.state_updates = Counter(
+            "foresight_state_updates_total", "State updates applied in memory, by table.",
+            ["table"], registry=r)
+        self.changelog_records = Counter(
+            "foresight_changelog_records_total",
+            "Changelog records written (one per changed key per commit), by table.",
+            ["table"], registry=r)
+        self.commits = Counter(
+            "foresight_commits_total", "Transactions committed (state + outputs + progress).",
+            registry=r)
+        self.commit_seconds = Histogram(
+            "foresight_commit_duration_seconds", "Time to encode and commit one transaction.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "foresight_processing_latency_seconds",
+            "From an input record's Kafka timestamp to the commit of its effects.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.restore_records = Counter(
+            "foresight_restore_records_total", "Changelog records read while restoring state.",
+            ["table"], registry=r)
+        self.restore_seconds = Counter(
+            "foresight_restore_duration_seconds_total", "Time spent restoring state.",
+            ["table"], registry=r)
+        self.state_keys = Gauge(
+            "foresight_state_keys", "Keys held locally, by table.", ["table"], registry=r)
+        self.packer_records = Counter(
+            "foresight_packer_records_total", "Input records packed into envelopes.",
+            ["topic"], registry=r)
+        self.packer_envelopes = Counter(
+            "foresight_packer_envelopes_total", "Envelopes produced by the packer.", registry=r)
+        for topic in INPUT_TOPICS:
+            for kind in kinds_of(topic):
+                self.input_events.labels(topic, kind)
+            for reason in DeadLetterReason:
+                self.dead_letters.labels(topic, reason.value)
+            self.duplicates.labels(topic)
+            self.packer_records.labels(topic)
+        for topic in OUTPUT_TOPICS:
+            self.outputs.labels(topic)
+        for table in tables:
+            for m in (self.state_updates, self.changelog_records, self.restore_records,
+                      self.restore_seconds, self.state_keys):
+                m.labels(table)

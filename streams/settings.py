@@ -1,0 +1,136 @@
+"""One frozen settings object, built once in the entry point and passed down.
+
+Every knob names its environment variable (prefix ``FORESIGHT_``); the broker address also
+honours the conventional ``KAFKA_BOOTSTRAP_SERVERS`` so Foresight drops into an existing
+Kafka deployment without new variables. Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+#: Where the embedded broker, its jars, simulator output and bench scratch live (git-ignored).
+DEFAULT_HOME = Path(".foresight")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of every Foresight process.
+
+    >>> s = Settings(bootstrap_servers="127.0.0.1:9092", partitions=8)
+    >>> s.partitions, s.local_broker
+    (8, True)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FORESIGHT_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        default="",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "FORESIGHT_BOOTSTRAP_SERVERS"),
+        description="host:port[,host:port]; empty means the embedded local broker "
+        "(KAFKA_BOOTSTRAP_SERVERS or FORESIGHT_BOOTSTRAP_SERVERS)",
+    )
+    sasl_username: str | None = Field(default=None, description="FORESIGHT_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(default=None, description="FORESIGHT_SASL_PASSWORD")
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT", description="FORESIGHT_SECURITY_PROTOCOL"
+    )
+    partitions: int = Field(
+        default=4, ge=1, le=1024,
+        description="partitions of every subscriber-keyed topic (FORESIGHT_PARTITIONS)",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=7, description="FORESIGHT_REPLICATION_FACTOR"
+    )
+    topic_prefix: str = Field(
+        default="", description="prefix for every topic name, e.g. 'prod.' (FORESIGHT_TOPIC_PREFIX)"
+    )
+
+    # --- embedded local broker ---------------------------------------------------------
+    home: Path = Field(default=DEFAULT_HOME, description="FORESIGHT_HOME")
+    local_port: int = Field(default=19092, description="FORESIGHT_LOCAL_PORT")
+    local_controller_port: int = Field(default=19093, description="FORESIGHT_LOCAL_CONTROLLER_PORT")
+    local_heap: str = Field(default="512m", description="FORESIGHT_LOCAL_HEAP")
+
+    # --- worker ------------------------------------------------------------------------
+    app_id: str = Field(default="foresight", description="consumer group / app id (FORESIGHT_APP_ID)")
+    worker_id: str = Field(
+        default="",
+        description="stable id of this worker for its transactional producer; defaults to "
+        "host-web_port (FORESIGHT_WORKER_ID)",
+    )
+    store: str = Field(
+        default="memory://",
+        description="state store: memory:// (tests) or rocksdb:// (production) (FORESIGHT_STORE)",
+    )
+    web_port: int = Field(default=6066, description="FORESIGHT_WEB_PORT")
+    web_host: str = Field(default="127.0.0.1", description="FORESIGHT_WEB_HOST")
+    log_level: str = Field(default="warning", description="FORESIGHT_LOG_LEVEL")
+
+    # --- processing unit ---------------------------------------------------------------
+    batch_max_events: int = Field(
+        default=2000, ge=1, description="an envelope closes at this many events (FORESIGHT_BATCH_MAX_EVENTS)"
+    )
+    batch_max_bytes: int = Field(
+        default=900_000, ge=1024, description="... or at this many bytes (FORESIGHT_BATCH_MAX_BYTES)"
+    )
+    batch_linger_ms: int = Field(
+        default=20, ge=0, le=5000,
+        description="... or when its oldest event is this old (FORESIGHT_BATCH_LINGER_MS)",
+    )
+    commit_interval_ms: int = Field(
+        default=30, ge=1, le=60_000,
+        description="state, outputs and progress are committed in one transaction this often "
+        "(FORESIGHT_COMMIT_INTERVAL_MS)",
+    )
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=256,
+        description="larger input events go to dead-letters as oversize (FORESIGHT_MAX_EVENT_BYTES)",
+    )
+    run_packer: bool = Field(
+        default=True,
+        description="run the packing front stage inside the worker (FORESIGHT_RUN_PACKER)",
+    )
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, v: str) -> str:
+        if not (v.startswith("memory://") or v.startswith("rocksdb://")):
+            raise ValueError("store must be memory:// or rocksdb://")
+        return v
+
+    @property
+    def local_broker(self) -> bool:
+        """True when no external cluster is configured: use the embedded broker."""
+        return not self.bootstrap_servers
+
+    @property
+    def brokers(self) -> str:
+        """The bootstrap list every client uses."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.local_port}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """Security settings shared by every confluent-kafka client."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.brokers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_username:
+            if self.sasl_password is None:
+                raise ConfigError(
+                    "FORESIGHT_SASL_USERNAME is set but FORESIGHT_SASL_PASSWORD is not: set both"
+                )
+            conf["sasl.mechanisms"] = "PLAIN"
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf

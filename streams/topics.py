@@ -1,0 +1,100 @@
+"""Topic declarations and creation: names, partitions, retention, compaction.
+
+All subscriber-keyed topics (inputs, the packed topic, every table's changelog) share one
+partition count, so partition *p* of each holds the same subscribers and one worker owns a
+subscriber's whole state. ``ensure_topics`` creates what is missing and refuses to run on
+a cluster whose existing topics break that rule, saying how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.registry import (
+    AGENT_HINTS,
+    ALERTS,
+    CARE_LIST,
+    CONTACT_DECISIONS,
+    DEAD_LETTERS,
+    INPUT_TOPICS,
+    WORK_ORDERS,
+)
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+PACKED = "foresight-packed"
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as Foresight needs it.
+
+    Every topic gets ``settings.partitions``; only ``copartitioned`` ones must keep exactly
+    that count (dead letters are keyed by source topic and may be resized freely).
+    """
+
+    name: str
+    copartitioned: bool = True
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Name of a table's changelog topic (Faust's convention: ``<app>-<table>-changelog``)."""
+    return settings.topic(f"{settings.app_id}-{table}-changelog")
+
+
+def topic_specs(settings: Settings, tables: tuple[str, ...] = ()) -> list[TopicSpec]:
+    """Every topic a worker with these ``tables`` uses."""
+    specs = [TopicSpec(settings.topic(t), config={"retention.ms": str(7 * DAY_MS)})
+             for t in INPUT_TOPICS]
+    specs.append(TopicSpec(settings.topic(PACKED), config={
+        "retention.ms": str(DAY_MS), "max.message.bytes": str(4 * 1024 * 1024)}))
+    for t in (ALERTS, AGENT_HINTS, CONTACT_DECISIONS, CARE_LIST):
+        specs.append(TopicSpec(settings.topic(t), config={"retention.ms": str(30 * DAY_MS)}))
+    specs.append(TopicSpec(settings.topic(WORK_ORDERS), config={"retention.ms": str(30 * DAY_MS)}))
+    specs.append(TopicSpec(settings.topic(DEAD_LETTERS), copartitioned=False, config={
+        "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(4 * 1024 * 1024)}))
+    for table in tables:
+        specs.append(TopicSpec(changelog_topic(settings, table), config={
+            "cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+            "segment.ms": str(6 * 3_600_000)}))
+    return specs
+
+
+def ensure_topics(settings: Settings, tables: tuple[str, ...] = (),
+                  timeout: float = 30.0) -> list[str]:
+    """Create missing topics and check partition counts; return the names created."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.kafka_client_config())
+    md = admin.list_topics(timeout=timeout)
+    specs = topic_specs(settings, tables)
+    wrong = []
+    missing = []
+    for spec in specs:
+        want = settings.partitions
+        existing = md.topics.get(spec.name)
+        if existing is None or existing.error is not None:
+            missing.append(NewTopic(spec.name, num_partitions=want,
+                                    replication_factor=settings.replication_factor,
+                                    config=spec.config))
+        elif spec.copartitioned and len(existing.partitions) != want:
+            wrong.append(f"{spec.name} has {len(existing.partitions)} partitions")
+    if wrong:
+        raise ConfigError(
+            "subscriber-keyed topics must all have FORESIGHT_PARTITIONS="
+            f"{settings.partitions} partitions, but " + ", ".join(wrong) + ". Set "
+            "FORESIGHT_PARTITIONS to the existing count, or add partitions to every listed "
+            "topic (kafka-topics --alter --partitions N) before producers use them."
+        )
+    created = []
+    if missing:
+        for name, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                fut.result()
+                created.append(name)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ConfigError(f"cannot create topic {name}: {exc}") from exc
+    return created
