@@ -49,10 +49,18 @@ class EventContext:
 
 @dataclass(slots=True)
 class Result:
-    """What one step produced for one event: new state (``None`` deletes) and outputs."""
+    """What one step produced for one event or timer.
+
+    ``state`` replaces the key's state (``None`` deletes it). ``wake_at_ms`` asks the
+    runtime to call the step's ``on_timer`` for this key once the partition's event time
+    reaches that instant (epoch ms); it replaces any earlier request of the same step for
+    the same key, ``None`` cancels it. Timers are changelogged with the state, so a grace
+    period that started before a crash still ends on time after the restart.
+    """
 
     state: State | None
     outputs: list[Output] = field(default_factory=list)
+    wake_at_ms: int | None = None
 
 
 class Processor(Protocol):
@@ -72,4 +80,19 @@ class Processor(Protocol):
 
     def apply(
         self, state: State | None, event: Any, ctx: EventContext, reads: Mapping[str, State | None]
+    ) -> Result: ...
+
+
+class TimedProcessor(Processor, Protocol):
+    """A step that also acts when time passes without events (grace periods, deadlines).
+
+    ``on_timer`` is called for ``key`` once the partition's event-time clock ``now_ms``
+    reaches the instant the step asked for (``Result.wake_at_ms``). The clock is the
+    highest event time seen on the partition; in production it also follows the wall clock
+    (minus the allowed lateness) so that an idle partition's deadlines still fire.
+    """
+
+    def on_timer(
+        self, state: State | None, key: str, now_ms: int, ctx: EventContext,
+        reads: Mapping[str, State | None],
     ) -> Result: ...

@@ -67,6 +67,9 @@ class Metrics:
             "foresight_changelog_records_total",
             "Changelog records written (one per changed key per commit), by table.",
             ["table"], registry=r)
+        self.committed_records = Counter(
+            "foresight_committed_records_total",
+            "Input records whose effects (state, outputs, progress) are committed.", registry=r)
         self.commits = Counter(
             "foresight_commits_total", "Transactions committed (state + outputs + progress).",
             registry=r)

@@ -83,6 +83,7 @@ class UnitRunner:
         m = self.metrics
         self.commits += 1
         m.commits.inc()
+        m.committed_records.inc(commit.events)
         m.commit_seconds.observe(time.perf_counter() - started)
         if commit.oldest_timestamp_ms is not None:
             m.latency.observe(max(0.0, time.time() - commit.oldest_timestamp_ms / 1000.0))
