@@ -2,7 +2,7 @@
 
 Inbound models (what operators' systems produce) ignore unknown fields so a producer can add
 fields before Foresight learns them; outbound models forbid them so Foresight never emits
-something its own schema does not describe. Both are strict: ``"12"`` is not an int and a
+something its own schema does not describe. Inbound models are strict: ``"12"`` is not an int and a
 timestamp without a zone is rejected, because silently guessing a zone shifts every grace
 period by hours. Enum fields are validated against their enum but stored as plain strings
 (``use_enum_values``): domain code compares them with literals on the hot path.
@@ -73,9 +73,13 @@ class InboundModel(BaseModel):
 
 
 class OutboundModel(BaseModel):
-    """Base of everything Foresight writes: strict, immutable, unknown fields forbidden."""
+    """Base of everything Foresight writes: immutable, unknown fields forbidden.
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", use_enum_values=True)
+    Not strict, so code can build them from enum values as plain strings; inputs are where
+    strictness protects Foresight.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=True)
 
 
 class InboundEvent(InboundModel):

@@ -32,7 +32,7 @@ from streams.packer import Packer, PackerThread
 from streams.runner import UnitRunner
 from streams.settings import Settings
 from streams.topics import PACKED, changelog_topic, ensure_topics
-from streams.unit import PROGRESS_TABLE, BatchUnit
+from streams.unit import BatchUnit, system_tables
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def create_app(
     faust_transport.register()
     STORES.aliases.setdefault("foresight", "streams.store:TableStore")
     steps = list(pipeline if pipeline is not None else default_pipeline())
-    table_names = (*(s.name for s in steps), PROGRESS_TABLE)
+    table_names = (*(s.name for s in steps), *system_tables(steps))
     if create_topics:
         ensure_topics(settings, table_names)
 
@@ -117,6 +117,8 @@ def create_app(
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_linger=0.002,
         processing_guarantee="at_least_once",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
     )
     app.settings = settings
     app.worker_id = worker_id
@@ -177,7 +179,7 @@ def create_app(
     register_metrics_page(app, metrics.registry)
 
     if settings.run_packer:
-        app.packer_thread = PackerThread(make_packer(settings, metrics))
+        app.packer_thread = PackerThread(make_packer(settings, metrics, worker_id))
     return app
 
 
@@ -191,11 +193,16 @@ async def _commit(app: ForesightApp) -> None:
         raise
 
 
-def make_packer(settings: Settings, metrics: Metrics | None = None) -> Packer:
+def make_packer(settings: Settings, metrics: Metrics | None = None,
+                worker_id: str | None = None) -> Packer:
     """The packing front stage for every input topic."""
     real = {settings.topic(t): t for t in INPUT_TOPICS}
+    consumer = {"session.timeout.ms": str(int(settings.session_timeout_s * 1000))}
+    if settings.static_membership and worker_id:
+        consumer["group.instance.id"] = f"{worker_id}-packer"
     return Packer(
         settings.kafka_client_config(),
+        consumer_config=consumer,
         group_id=f"{settings.app_id}-packer",
         inputs=list(real),
         logical=real,

@@ -92,10 +92,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from streams.app import default_pipeline
     from streams.topics import ensure_topics, topic_specs
-    from streams.unit import PROGRESS_TABLE
+    from streams.unit import system_tables
 
     settings = settings_from(args)
-    tables = (*(s.name for s in default_pipeline()), PROGRESS_TABLE)
+    steps = default_pipeline()
+    tables = (*(s.name for s in steps), *system_tables(steps))
     if args.action == "list":
         for spec in topic_specs(settings, tables):
             print(f"{spec.name:45s} partitions={settings.partitions:<4d} "
@@ -118,6 +119,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import run_worker
+    from streams.reference import run_reference_worker
 
     settings = settings_from(
         args, store=args.store, web_port=args.web_port, worker_id=args.worker_id,
@@ -127,7 +129,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ensure_broker(settings)
-    run_worker(settings)
+    (run_reference_worker if args.reference else run_worker)(settings)
     return 0
 
 
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", help="FORESIGHT_LOG_LEVEL (default warning)")
     p.add_argument("--no-packer", action="store_true",
                    help="do not pack inputs here (run 'foresight packer' separately)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the slow per-event reference path instead (equivalence checks)")
     p.add_argument("--commit-interval-ms", type=int, help="FORESIGHT_COMMIT_INTERVAL_MS")
     p.add_argument("--batch-linger-ms", type=int, help="FORESIGHT_BATCH_LINGER_MS")
     p.add_argument("--batch-max-events", type=int, help="FORESIGHT_BATCH_MAX_EVENTS")

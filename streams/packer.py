@@ -52,6 +52,7 @@ class Packer:
         self,
         client_config: dict[str, str],
         *,
+        consumer_config: dict[str, str] | None = None,
         group_id: str,
         inputs: Sequence[str],
         logical: dict[str, str],
@@ -72,6 +73,7 @@ class Packer:
         self.commit_interval = commit_interval_s
         self._consumer = Consumer({
             **client_config,
+            **(consumer_config or {}),
             "group.id": group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=256,
         description="larger input events go to dead-letters as oversize (FORESIGHT_MAX_EVENT_BYTES)",
     )
+    session_timeout_s: float = Field(
+        default=10.0, ge=3.0, le=300.0,
+        description="a worker silent this long loses its partitions (FORESIGHT_SESSION_TIMEOUT_S)",
+    )
+    static_membership: bool = Field(
+        default=True,
+        description="the packer rejoins with the worker id as Kafka group.instance.id, so a "
+        "restarted worker gets its input partitions back without waiting for the session "
+        "timeout (FORESIGHT_STATIC_MEMBERSHIP)",
+    )
     run_packer: bool = Field(
         default=True,
         description="run the packing front stage inside the worker (FORESIGHT_RUN_PACKER)",

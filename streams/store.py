@@ -145,6 +145,9 @@ class TableStore(faust_store.Store):
               offset: int | None) -> None:
         self.backend(partition).write(items, offset)
 
+    def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        return self.backend(partition).items()
+
     def _open(self, partition: int) -> Backend:
         if self.kind == "memory":
             return MemoryBackend()

@@ -7,8 +7,11 @@ tests, in replays and behind the Faust agent:
 * ``process_envelope`` / ``process_record`` decode, deduplicate, validate and apply the
   steps; state changes stay in a **record cache** (decoded dicts) and a key changed many
   times is written once, like Kafka Streams' cache.
+* timers of steps with grace periods fire when the partition's event-time clock passes
+  them (:mod:`streams.timers`); a key's due timer also fires just before a later event for
+  that key is applied, so an episode is judged on what held until its deadline.
 * ``snapshot`` freezes everything since the last commit into a :class:`Commit` (changelog
-  records, outputs, per-partition progress) that the committer writes in one Kafka
+  records, outputs, progress, clocks, timers) that the committer writes in one Kafka
   transaction; ``complete`` then moves it into the local stores.
 
 **Progress** is the highest source offset applied per ``(input topic, partition)``; it is
@@ -19,21 +22,24 @@ batch) are skipped by offset.
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
-from agents.core import EventContext, Output, Processor, State
-from schemas.registry import DEAD_LETTERS
+from agents.core import EventContext, Output, Processor, Result, State
+from schemas.registry import DEAD_LETTERS, INPUT_TOPICS
 from streams.decoding import Rejected, dead_letter, decode_record
 from streams.envelope import unpack
+from streams.timers import PartitionTimers, split_timer_key, timer_key
 
 PROGRESS_TABLE = "progress"
-
+TIMERS_TABLE = "timers"
+_CLOCK_KEY = "\x00clock"
 
 class PartitionStore(Protocol):
     """Where committed state lives (a :class:`streams.store.TableStore` in the worker)."""
@@ -42,6 +48,8 @@ class PartitionStore(Protocol):
 
     def write(self, partition: int, items: Iterable[tuple[str, bytes | None]],
               offset: int | None) -> None: ...
+
+    def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]: ...
 
 
 class DictStore:
@@ -62,6 +70,15 @@ class DictStore:
             else:
                 part[k] = v
 
+    def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        return iter(list(self.parts.get(partition, {}).items()))
+
+
+def system_tables(processors: Sequence[Processor]) -> tuple[str, ...]:
+    """The unit's own tables a pipeline needs besides one per step."""
+    timed = any(hasattr(p, "on_timer") for p in processors)
+    return (PROGRESS_TABLE, TIMERS_TABLE) if timed else (PROGRESS_TABLE,)
+
 
 @dataclass(slots=True)
 class Commit:
@@ -78,25 +95,26 @@ class Commit:
 class Stats:
     """What one envelope (or record) did, for metrics."""
 
-    events: Tally[tuple[str, str]] = field(default_factory=Tally)
+    events: dict[tuple[str, str], int] = field(default_factory=dict)
     dead: Tally[tuple[str, str]] = field(default_factory=Tally)
     duplicates: Tally[str] = field(default_factory=Tally)
     records: int = 0
+    timers: int = 0
 
 
 class _Table:
-    """A step's state: dirty decoded values over in-flight encoded ones over the store."""
+    """A table's state: dirty decoded values over in-flight encoded ones over the store."""
 
     __slots__ = ("dirty", "inflight", "name", "store", "updates")
 
     def __init__(self, name: str, store: PartitionStore) -> None:
         self.name = name
         self.store = store
-        self.dirty: dict[int, dict[str, State | None]] = {}
+        self.dirty: dict[int, dict[str, Any]] = {}
         self.inflight: dict[int, dict[str, bytes | None]] = {}
         self.updates = 0
 
-    def get(self, p: int, key: str) -> State | None:
+    def get(self, p: int, key: str) -> Any:
         d = self.dirty.get(p)
         if d is not None and key in d:
             return d[key]
@@ -104,16 +122,29 @@ class _Table:
         raw = f[key] if f is not None and key in f else self.store.get(p, key)
         return None if raw is None else orjson.loads(raw)
 
-    def put(self, p: int, key: str, state: State | None) -> None:
+    def put(self, p: int, key: str, value: Any) -> None:
         d = self.dirty.get(p)
         if d is None:
             d = self.dirty[p] = {}
-        d[key] = state
+        d[key] = value
         self.updates += 1
+
+    def items(self, p: int) -> Iterator[tuple[str, Any]]:
+        """Current items of partition ``p`` (committed, in flight and dirty)."""
+        merged: dict[str, Any] = {k: orjson.loads(v) for k, v in self.store.partition_items(p)}
+        for k, v in self.inflight.get(p, {}).items():
+            merged[k] = None if v is None else orjson.loads(v)
+        merged.update(self.dirty.get(p, {}))
+        return ((k, v) for k, v in merged.items() if v is not None)
 
 
 class BatchUnit:
-    """Runs ``processors`` over input records with coalesced, progress-tracked state."""
+    """Runs ``processors`` over input records with coalesced, progress-tracked state.
+
+    ``stores`` maps every step name and every name of :func:`system_tables` to a store.
+    ``idle_ms`` is how long a partition may stay silent before its clock follows the wall
+    clock (``None`` never: replays and evaluations run on event time only).
+    """
 
     def __init__(
         self,
@@ -122,38 +153,40 @@ class BatchUnit:
         *,
         worker_id: str,
         max_event_bytes: int = 64 * 1024,
+        idle_ms: int | None = 5_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         names = [p.name for p in processors]
         if len(set(names)) != len(names):
             raise ValueError(f"pipeline step names must be unique: {names}")
-        missing = [n for n in [*names, PROGRESS_TABLE] if n not in stores]
+        systems = system_tables(processors)
+        missing = [n for n in [*names, *systems] if n not in stores]
         if missing:
             raise ValueError(f"no store for tables {missing}")
         self.processors = list(processors)
         self.tables = {n: _Table(n, stores[n]) for n in names}
-        self.progress_table = _Table(PROGRESS_TABLE, stores[PROGRESS_TABLE])
+        self.system = {n: _Table(n, stores[n]) for n in systems}
         self.by_topic: dict[str, list[Processor]] = {}
+        self.by_name = {p.name: p for p in processors}
         for proc in self.processors:
             for t in proc.topics:
                 self.by_topic.setdefault(t, []).append(proc)
             for r in proc.reads:
                 if r not in self.tables or names.index(r) > names.index(proc.name):
                     raise ValueError(f"step {proc.name!r} reads {r!r}, which must run before it")
+        self.timed = frozenset(p.name for p in processors if hasattr(p, "on_timer"))
         self.worker_id = worker_id
         self.max_event_bytes = max_event_bytes
+        self.idle_ms = idle_ms
         self.clock = clock
         self._progress: dict[int, dict[str, int]] = {}
         self._progress_dirty: set[int] = set()
+        self._timers: dict[int, PartitionTimers] = {}
         self._outputs: list[Output] = []
-        self._raw_outputs: list[tuple[str, bytes, bytes]] = []
         self._events = 0
         self._oldest_ts: int | None = None
 
     # --- processing ----------------------------------------------------------------------
-    def topics(self) -> frozenset[str]:
-        return frozenset(self.by_topic)
-
     def process_envelope(self, data: bytes) -> Stats:
         """Apply every record of one envelope (all from one source partition)."""
         env = unpack(data)
@@ -172,15 +205,17 @@ class BatchUnit:
         stats = Stats()
         progress = self._progress.get(p)
         if progress is None:
-            progress = self._load_progress(p)
+            progress = self._load_partition(p)
         last = progress.get(topic, -1)
+        timers = self._timers[p] if self.timed else None
         procs = [(proc, self.tables[proc.name],
-                  tuple((r, self.tables[r]) for r in proc.reads))
+                  tuple((r, self.tables[r]) for r in proc.reads), proc.name in self.timed)
                  for proc in self.by_topic.get(topic, ())]
         events = stats.events
         max_bytes = self.max_event_bytes
         outputs = self._outputs
         oldest = self._oldest_ts
+        wall_ms = int(time.time() * 1000)
         n = dups = 0
         for offset, ts, key, value in records:
             if offset <= last:
@@ -202,32 +237,107 @@ class BatchUnit:
             if not procs:
                 continue
             ctx = EventContext(topic, p, offset, ts, now)
-            for proc, table, reads in procs:
+            if timers is not None:
+                event_ms = int(event.event_time.timestamp() * 1000)
+                timers.observe(event_ms, wall_ms)
+            for proc, table, reads, timed in procs:
                 k = proc.key_of(event)
                 if k is None:
                     continue
+                if timed:
+                    due = timers.get(proc.name, k)
+                    if due is not None and due <= event_ms:
+                        # judge the pending deadline on the state as it stood until then
+                        timers.set(proc.name, k, None)
+                        self._fire(p, proc, table, reads, k, due, ctx, timers)
+                        stats.timers += 1
                 r = {name: t.get(p, k) for name, t in reads} if reads else _NO_READS
                 result = proc.apply(table.get(p, k), event, ctx, r)
                 table.put(p, k, result.state)
                 if result.outputs:
                     outputs.extend(result.outputs)
+                if timed:
+                    self._schedule(p, timers, proc.name, k, result)
         if n:
             progress[topic] = last
             self._progress_dirty.add(p)
             self._events += n
             self._oldest_ts = oldest
+        if timers is not None:
+            stats.timers += self._fire_due(p, now)
         if dups:
             stats.duplicates[topic] += dups
         stats.records = n
         return stats
 
-    def _load_progress(self, p: int) -> dict[str, int]:
+    # --- timers --------------------------------------------------------------------------
+    def _schedule(self, p: int, timers: PartitionTimers, step: str, key: str,
+                  result: Result) -> None:
+        if timers.set(step, key, result.wake_at_ms):
+            self.system[TIMERS_TABLE].put(p, timer_key(step, key), result.wake_at_ms)
+            self._progress_dirty.add(p)
+
+    def _fire(self, p: int, proc: Any, table: _Table, reads: tuple[tuple[str, _Table], ...],
+              key: str, due: int, ctx: EventContext, timers: PartitionTimers) -> None:
+        r = {name: t.get(p, key) for name, t in reads} if reads else _NO_READS
+        result = proc.on_timer(table.get(p, key), key, due, ctx, r)
+        table.put(p, key, result.state)
+        if result.outputs:
+            self._outputs.extend(result.outputs)
+        wake = result.wake_at_ms
+        if wake is not None and wake <= due:
+            wake = due + 1  # never re-fire within the same round
+        # the fired timer already left the index: record its removal or its renewal
+        timers.set(proc.name, key, wake)
+        self.system[TIMERS_TABLE].put(p, timer_key(proc.name, key), wake)
+        self._progress_dirty.add(p)
+
+    def _fire_due(self, p: int, now: datetime) -> int:
+        timers = self._timers[p]
+        fired = 0
+        for step, key, due in list(timers.due()):
+            proc = self.by_name[step]
+            table = self.tables[step]
+            reads = tuple((r, self.tables[r]) for r in proc.reads)
+            ctx = EventContext("", p, -1, due, now)
+            self._fire(p, proc, table, reads, key, due, ctx, timers)
+            fired += 1
+        return fired
+
+    def tick(self, wall_ms: int | None = None) -> int:
+        """Advance idle partitions' clocks with the wall clock and fire what is due."""
+        if not self.timed or self.idle_ms is None:
+            return 0
+        wall = int(time.time() * 1000) if wall_ms is None else wall_ms
+        now = self.clock()
+        fired = 0
+        for p, timers in self._timers.items():
+            before = timers.clock
+            timers.advance_idle(wall, self.idle_ms)
+            if timers.clock != before:
+                self._progress_dirty.add(p)
+                fired += self._fire_due(p, now)
+        return fired
+
+    def clock_of(self, partition: int) -> int | None:
+        """The event-time clock of a partition (ms), if the partition has been seen."""
+        t = self._timers.get(partition)
+        return None if t is None else t.clock
+
+    def _load_partition(self, p: int) -> dict[str, int]:
+        progress_table = self.system[PROGRESS_TABLE]
         progress: dict[str, int] = {}
-        for topic in self.by_topic.keys() | _ALL_INPUTS:
-            raw = self.progress_table.get(p, topic)
-            if raw is not None:
-                progress[topic] = int(raw)
+        for topic in INPUT_TOPICS:
+            off = progress_table.get(p, topic)
+            if off is not None:
+                progress[topic] = int(off)
         self._progress[p] = progress
+        if self.timed:
+            timers = self._timers[p] = PartitionTimers()
+            clock = progress_table.get(p, _CLOCK_KEY)
+            timers.clock = int(clock) if clock is not None else 0
+            timers.load((*split_timer_key(k), int(v))
+                        for k, v in self.system[TIMERS_TABLE].items(p))
         return progress
 
     # --- committing ----------------------------------------------------------------------
@@ -237,32 +347,33 @@ class BatchUnit:
 
     def snapshot(self) -> Commit | None:
         """Freeze and encode everything since the last snapshot; None if nothing changed."""
-        if not self._events and not self._outputs and not self._raw_outputs and not any(
-                t.dirty for t in self.tables.values()):
+        for p in self._progress_dirty:
+            table = self.system[PROGRESS_TABLE]
+            for topic, off in self._progress[p].items():
+                table.put(p, topic, off)
+            timers = self._timers.get(p)
+            if timers is not None:
+                table.put(p, _CLOCK_KEY, timers.clock)
+        self._progress_dirty = set()
+        all_tables = (*self.tables.values(), *self.system.values())
+        if not self._events and not self._outputs and not any(t.dirty for t in all_tables):
             return None
         changelog: dict[tuple[str, int], list[tuple[str, bytes | None]]] = {}
         updates: Tally[str] = Tally()
         dumps = orjson.dumps
-        for table in self.tables.values():
+        for table in all_tables:
             for p, dirty in table.dirty.items():
                 enc = {k: (None if v is None else dumps(v)) for k, v in dirty.items()}
                 table.inflight.setdefault(p, {}).update(enc)
                 changelog[(table.name, p)] = list(enc.items())
             table.dirty = {}
-            updates[table.name] = table.updates
+            if table.name in self.tables:
+                updates[table.name] = table.updates
             table.updates = 0
-        for p in self._progress_dirty:
-            enc = {t: str(o).encode() for t, o in self._progress[p].items()}
-            self.progress_table.inflight.setdefault(p, {}).update(enc)
-            changelog[(PROGRESS_TABLE, p)] = list(enc.items())
-        self._progress_dirty = set()
-        outputs = self._raw_outputs
-        for out in self._outputs:
-            outputs.append((out.topic, out.key.encode(),
-                            out.value.__pydantic_serializer__.to_json(out.value)))
+        outputs = [(o.topic, o.key.encode(), o.value.__pydantic_serializer__.to_json(o.value))
+                   for o in self._outputs]
         commit = Commit(changelog, outputs, self._events, self._oldest_ts, updates)
         self._outputs = []
-        self._raw_outputs = []
         self._events = 0
         self._oldest_ts = None
         return commit
@@ -271,11 +382,11 @@ class BatchUnit:
         """The commit is durable: move its records from in-flight into the stores."""
         offsets = offsets or {}
         for (name, p), records in commit.changelog.items():
-            table = self.progress_table if name == PROGRESS_TABLE else self.tables[name]
+            table = self.tables.get(name) or self.system[name]
             table.store.write(p, records, offsets.get((name, p)))
             inflight = table.inflight.get(p)
             if inflight is not None:
-                # keep keys re-dirtied and re-snapshotted since; drop the ones we wrote
+                # keep keys re-snapshotted since; drop the ones this commit wrote
                 for k, v in records:
                     if inflight.get(k, _MISSING) is v:
                         del inflight[k]
@@ -283,11 +394,12 @@ class BatchUnit:
                     del table.inflight[p]
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
-        """Drop cached progress and uncommitted state of partitions no longer ours."""
+        """Drop cached progress, timers and uncommitted state of partitions no longer ours."""
         for p in partitions:
             self._progress.pop(p, None)
             self._progress_dirty.discard(p)
-            for table in (*self.tables.values(), self.progress_table):
+            self._timers.pop(p, None)
+            for table in (*self.tables.values(), *self.system.values()):
                 table.dirty.pop(p, None)
                 table.inflight.pop(p, None)
 
@@ -298,12 +410,3 @@ class BatchUnit:
 
 _NO_READS: Mapping[str, State | None] = {}
 _MISSING = object()
-
-
-def _all_inputs() -> frozenset[str]:
-    from schemas.registry import INPUT_TOPICS
-
-    return frozenset(INPUT_TOPICS)
-
-
-_ALL_INPUTS = _all_inputs()

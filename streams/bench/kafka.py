@@ -1,0 +1,154 @@
+"""Broker side of the benchmarks: run topics, producing the dataset, cleaning up.
+
+The broker is shared with other engineers, so everything a run creates carries its run tag
+(topic names, consumer groups, Faust app ids, Quix changelogs) and cleanup deletes exactly
+the topics and groups whose names contain that tag, nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.errors import BrokerError
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+Progress = Callable[[int], None]
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_client_config())
+
+
+def run_settings(base: Settings, prefix: str, partitions: int, **extra: Any) -> Settings:
+    """Settings of one run: its own topic prefix (and app id) on the configured broker."""
+    return base.model_copy(update={"topic_prefix": prefix, "partitions": partitions, **extra})
+
+
+def create_topics(settings: Settings, tables: tuple[str, ...] = ()) -> list[str]:
+    """Every Foresight topic under the run prefix, with the right partition counts."""
+    return ensure_topics(settings, tables)
+
+
+def bench_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A producer partitioning like the operators' Java producers (murmur2 of the key)."""
+    conf: dict[str, Any] = {
+        **settings.kafka_client_config(),
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "enable.idempotence": True,
+    }
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def produce(settings: Settings, records: Iterable[tuple[str, bytes, bytes]],
+            progress: Progress | None = None) -> int:
+    """Produce ``(contract topic, key, value)`` records to the run's topics; return the count.
+
+    Raises :class:`BrokerError` if any record was not acknowledged: a benchmark over a
+    partial dataset would compare lines over different inputs.
+    """
+    producer = bench_producer(settings)
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    names: dict[str, str] = {}
+    n = 0
+    for topic, key, value in records:
+        real = names.get(topic)
+        if real is None:
+            real = names[topic] = settings.topic(topic)
+        while True:
+            try:
+                producer.produce(real, value, key=key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+        if n % 50_000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(n)
+    remaining = producer.flush(120)
+    if remaining or failures:
+        raise BrokerError(f"producing the dataset failed: {remaining} records unsent, "
+                          f"{len(failures)} failed (first: {failures[:1]})")
+    return n
+
+
+def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
+    """High watermarks of ``topic`` (what a consumer from the beginning will read up to)."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({**settings.kafka_client_config(), "group.id": "foresight-bench-offsets"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def truncate(settings: Settings, topic: str, partitions: int) -> None:
+    """Delete every record of ``topic`` (log start := end), so a new group reads nothing old.
+
+    Foresight's packed topic is named by the prefix only; without this, a second worker run
+    over the same inputs would re-read the first run's envelopes instead of packing anew.
+    """
+    ends = end_offsets(settings, topic, partitions)
+    tps = [TopicPartition(topic, p, off) for p, off in ends.items() if off > 0]
+    if not tps:
+        return
+    for tp, fut in admin(settings).delete_records(tps, operation_timeout=30).items():
+        try:
+            fut.result()
+        except Exception as exc:
+            raise BrokerError(f"cannot truncate {tp.topic}[{tp.partition}]: {exc}") from exc
+
+
+def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print) -> None:
+    """Delete the consumer groups and topics whose names contain ``tag`` (best effort)."""
+    if len(tag) < 6:
+        raise ValueError("refusing to clean up with a tag shorter than 6 characters")
+    adm = admin(settings)
+    try:
+        groups = [g.group_id for g in adm.list_consumer_groups(request_timeout=15).result().valid
+                  if tag in g.group_id]
+        if groups:
+            for g, fut in adm.delete_consumer_groups(groups, request_timeout=15).items():
+                try:
+                    fut.result()
+                except Exception as exc:
+                    log(f"could not delete consumer group {g}: {exc}")
+    except Exception as exc:
+        log(f"could not list consumer groups: {exc}")
+    topics = [t for t in adm.list_topics(timeout=15).topics if tag in t]
+    if not topics:
+        return
+    for t, fut in adm.delete_topics(topics, operation_timeout=60).items():
+        try:
+            fut.result()
+        except Exception as exc:
+            log(f"could not delete topic {t}: {exc}")
+    log(f"deleted {len(topics)} topics of run {tag}")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,283 @@
+"""The ``foresight`` line: real ``foresight worker`` processes, measured from outside.
+
+The worker is launched exactly as an operator would (the ``foresight`` console script, the
+documented environment variables) and observed only through its ``/metrics`` page, polled
+every ~20 ms. Its rate is N / (time ``foresight_committed_records_total`` reaches N - time
+``foresight_packer_records_total`` first exceeds 0): packing, decoding, validation, the
+pipeline, coalesced changelog writes and the transaction commits are all inside the span,
+as is the Faust consumer's group join if it ends after the packer started (the timeline in
+the result shows how much). Scraping costs the worker about a millisecond per poll.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.bench import procs
+from streams.bench.report import LineResult
+from streams.settings import Settings
+
+Series = dict[str, dict[str, float]]
+ProgressFn = Callable[[str, int, int], None]
+
+
+def parse_metrics(text: str) -> Series:
+    """Prometheus text format to ``{name: {labels: value}}`` (labels as written, '' if none).
+
+    >>> m = parse_metrics('# HELP x y\\nfoo_total{topic="a"} 2.0\\nfoo_total{topic="b"} 3.0\\nbar 1\\n')
+    >>> total(m, "foo_total"), total(m, "bar"), total(m, "missing")
+    (5.0, 1.0, 0.0)
+    """
+    out: Series = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, brace, labels = head.partition("{")
+        try:
+            out.setdefault(name, {})[labels.rstrip("}") if brace else ""] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def total(series: Series, name: str) -> float:
+    """Sum of every series of metric ``name`` (0 when absent)."""
+    return sum(series.get(name, {}).values())
+
+
+def by_label(series: Series, name: str) -> dict[str, float]:
+    """``{label value: value}`` of a metric with one label."""
+    out = {}
+    for labels, v in series.get(name, {}).items():
+        _, _, quoted = labels.partition("=")
+        out[quoted.strip('"')] = v
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in bytes."""
+    out = {}
+    try:
+        for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if row.startswith(("VmRSS:", "VmHWM:")):
+                name, value = row.split(":", 1)
+                out[name] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def foresight_argv() -> list[str]:
+    """The installed ``foresight`` script next to this interpreter, else ``-m streams.cli``."""
+    script = Path(sys.executable).parent / "foresight"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "streams.cli"]
+
+
+@dataclass
+class Worker:
+    """One ``foresight worker`` child with its port and log."""
+
+    name: str
+    proc: subprocess.Popen[Any]
+    port: int
+    log_path: Path
+    last: Series = field(default_factory=dict)
+
+    def scrape(self, timeout: float = 1.0) -> Series | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",  # noqa: S310
+                                        timeout=timeout) as resp:
+                self.last = parse_metrics(resp.read().decode())
+                return self.last
+        except OSError:
+            return None
+
+    def log_tail(self, lines: int = 4) -> str:
+        try:
+            rows = [r.strip() for r in self.log_path.read_text(errors="replace").splitlines() if r.strip()]
+        except OSError:
+            return "(no log)"
+        return " | ".join(rows[-lines:]) or "(empty log)"
+
+
+def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
+                 log_path: Path) -> Worker:
+    """Launch ``foresight worker`` configured only through its environment variables."""
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORESIGHT_")}
+    env.update({
+        "FORESIGHT_TOPIC_PREFIX": settings.topic_prefix,
+        "FORESIGHT_APP_ID": app_id,
+        "FORESIGHT_WEB_PORT": str(port),
+        "FORESIGHT_HOME": str(home),
+        "FORESIGHT_PARTITIONS": str(settings.partitions),
+        "FORESIGHT_WORKER_ID": worker_id,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.brokers,
+        "PYTHONUNBUFFERED": "1",
+    })
+    log = log_path.open("wb")
+    try:
+        proc = procs.spawn([*foresight_argv(), "worker"], env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+    return Worker(worker_id, proc, port, log_path)
+
+
+def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers: int,
+             scratch: Path, timeout: float, progress: ProgressFn | None = None,
+             profile_to: Path | None = None, poll_s: float = 0.02) -> LineResult:
+    """Run ``workers`` workers over the pre-filled inputs until N are committed; measure."""
+    ws = [start_worker(settings, app_id=app_id, worker_id=f"{app_id}-w{i}",
+                       home=scratch / f"{app_id}-w{i}", log_path=scratch / f"{app_id}-w{i}.log")
+          for i in range(workers)]
+    spy: subprocess.Popen[Any] | None = None
+    spy_tried = profile_to is None
+    t0 = time.monotonic()
+    marks: dict[str, float] = {}
+    packed = committed = 0.0
+    next_report = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            for w in ws:
+                if w.proc.poll() is not None:
+                    raise procs.LineFailed(
+                        f"{line}: worker {w.name} exited with code {w.proc.returncode} after "
+                        f"committing {committed:,.0f} of {events:,} events; log: {w.log_tail()}")
+                if w.scrape() is not None and not spy_tried and profile_to is not None:
+                    spy_tried = True  # once the worker's Python is up
+                    spy = _start_profiler(ws[0].proc.pid, profile_to)
+            packed = sum(total(w.last, "foresight_packer_records_total") for w in ws)
+            committed = sum(total(w.last, "foresight_committed_records_total") for w in ws)
+            if packed > 0:
+                marks.setdefault("packer_first", now)
+            if packed >= events:
+                marks.setdefault("packer_all", now)
+            if committed > 0:
+                marks.setdefault("commit_first", now)
+            if committed >= events:
+                marks["commit_all"] = now
+                break
+            if progress is not None and now >= next_report:
+                next_report = now + 0.5
+                progress(line, int(committed), events)
+            if now - t0 > timeout:
+                raise procs.LineFailed(
+                    f"{line}: timed out after {timeout:.0f} s: packer saw {packed:,.0f}, "
+                    f"committed {committed:,.0f} of {events:,} events; log: {ws[0].log_tail()}")
+            time.sleep(poll_s)
+        if progress is not None:
+            progress(line, int(committed), events)
+        time.sleep(0.3)  # anything committed beyond N would be a duplicate: look once more
+        for w in ws:
+            w.scrape()
+        return _result(line, ws, events, marks, t0)
+    finally:
+        profile = _stop_profiler(spy) if spy else None
+        for w in ws:
+            procs.stop(w.proc, grace=20.0)
+        if profile_to and profile is not None:
+            profile_to.write_text(profile)
+        for w in ws:
+            shutil.rmtree(scratch / w.name, ignore_errors=True)
+
+
+def _result(line: str, ws: list[Worker], events: int, marks: dict[str, float],
+            t0: float) -> LineResult:
+    mem = [proc_memory(w.proc.pid) for w in ws]
+    series = [w.last for w in ws]
+
+    def tot(name: str) -> float:
+        return sum(total(s, name) for s in series)
+
+    def labelled(name: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in series:
+            for k, v in by_label(s, name).items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    committed = int(tot("foresight_committed_records_total"))
+    start = marks["packer_first"]
+    seconds = marks["commit_all"] - start
+    updates = labelled("foresight_state_updates_total")
+    changelog = labelled("foresight_changelog_records_total")
+    state_tables = [t for t, n in updates.items() if n > 0]
+    upd = sum(updates[t] for t in state_tables)
+    written = sum(changelog.get(t, 0.0) for t in state_tables)
+    steady = marks["commit_all"] - marks["commit_first"]
+    extra = {
+        "workers": len(ws),
+        "timeline_s": {k: round(v - start, 3) for k, v in marks.items()},
+        "startup_s": round(start - t0, 3),
+        "steady_rate": committed / steady if steady > 0 else None,
+        "commits": int(tot("foresight_commits_total")),
+        "envelopes": int(tot("foresight_envelopes_total")),
+        "state_updates": updates,
+        "changelog_records": changelog,
+        "coalescing_ratio": upd / written if written else None,
+        "input_events": int(tot("foresight_input_events_total")),
+        "dead_letters": int(tot("foresight_dead_letters_total")),
+        "duplicates": int(tot("foresight_duplicate_records_total")),
+        "vm_rss_bytes": [m.get("VmRSS") for m in mem],
+        "vm_hwm_bytes": [m.get("VmHWM") for m in mem],
+    }
+    ok = committed == events and extra["dead_letters"] == 0
+    error = None
+    if committed != events:
+        error = f"{line}: committed {committed:,} records, expected exactly {events:,}"
+    elif extra["dead_letters"]:
+        error = f"{line}: {extra['dead_letters']} valid events were dead-lettered"
+    hwm = [m.get("VmHWM") or 0 for m in mem]
+    return LineResult(line=line, ok=ok, events=committed, seconds=seconds,
+                      rate=committed / seconds if seconds > 0 else 0.0,
+                      rss_bytes=sum(hwm) or None, error=error, extra=extra)
+
+
+# --- optional profiling with py-spy ----------------------------------------------------------
+def _start_profiler(pid: int, out: Path) -> subprocess.Popen[Any] | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        out.write_text("py-spy not installed: pip install py-spy\n")
+        return None
+    raw = out.with_suffix(".collapsed")
+    return procs.spawn([exe, "record", "--pid", str(pid), "--rate", "200", "--threads",
+                        "--nonblocking", "--format", "raw", "--output", str(raw)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profiler(spy: subprocess.Popen[Any]) -> str | None:
+    """Stop py-spy (SIGINT makes it write its file) and summarise the stacks."""
+    from streams.bench.profile import summarize_collapsed
+
+    out = Path(spy.args[-1])
+    if spy.poll() is None:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            procs.stop(spy, grace=1.0)
+    procs.LIVE.discard(spy)
+    if not out.exists():
+        return None
+    return summarize_collapsed(out.read_text())
