@@ -19,10 +19,14 @@ from typing import Any
 import faust
 import orjson
 
+from prometheus_client import REGISTRY
+
 from agents.core import EventContext, Output, Processor
 from schemas.registry import DEAD_LETTERS, INPUT_TOPICS, OUTPUT_TOPICS
 from streams import faust_transport
+from sinks.prometheus import register_metrics_page
 from streams.decoding import Rejected, dead_letter, decode_record
+from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import changelog_topic, ensure_topics
 from streams.unit import TIMERS_TABLE
@@ -52,6 +56,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
         table_standby_replicas=0, consumer_auto_offset_reset="earliest",
         key_serializer="raw", value_serializer="raw",
     )
+    metrics = Metrics(REGISTRY, tuple(names))
+    register_metrics_page(app, metrics.registry)
     raw = faust.Schema(key_serializer="raw", value_serializer="raw")
     tables = {
         n: app.Table(n, partitions=settings.partitions, schema=raw,
@@ -70,14 +76,14 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     pending: dict[int, dict[tuple[str, str], int]] = {}  # partition -> (step, key) -> due
 
     def get(name: str, key: str) -> Any:
-        value = tables[name].get(key)
+        value = tables[name].get(key.encode())
         return None if value is None else orjson.loads(value)
 
     def put(name: str, key: str, value: Any) -> None:
         if value is None:
-            tables[name].pop(key, None)
+            tables[name].pop(key.encode(), None)
         else:
-            tables[name][key] = orjson.dumps(value)
+            tables[name][key.encode()] = orjson.dumps(value)
 
     async def emit(outputs: list[Output]) -> None:
         for o in outputs:
@@ -113,6 +119,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                                  timestamp_ms=int(msg.timestamp * 1000), key=msg.key,
                                  value=msg.value or b"", worker=worker_id, now=now)
                 await emit([Output(DEAD_LETTERS, topic, dl)])
+                metrics.dead_letters.labels(topic, decoded.reason).inc()
+                metrics.committed_records.inc()
                 continue
             ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now)
             event_ms = int(decoded.event_time.timestamp() * 1000)
@@ -134,6 +142,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 await emit(result.outputs)
             if timed:
                 await _fire_due(p)
+            metrics.input_events.labels(topic, decoded.kind).inc()
+            metrics.committed_records.inc()
 
     async def _fire_due(p: int) -> None:
         clock = clocks[p]

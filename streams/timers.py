@@ -22,6 +22,7 @@ class PartitionTimers:
     >>> t = PartitionTimers()
     >>> t.observe(1_000, wall_ms=0)
     >>> t.set("audit", "S1", 1_500)
+    True
     >>> list(t.due())
     []
     >>> t.observe(2_000, wall_ms=10)

@@ -88,7 +88,7 @@ def _up(worker: Worker) -> bool:
 
 def scrape(port: int) -> dict[str, float]:
     """Prometheus text format to {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -126,8 +126,12 @@ class Sent:
     value: bytes
 
 
-def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]]) -> list[Sent]:
-    """Produce (logical topic, key, value) records; return where each landed."""
+def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]],
+            timestamp_ms: int | None = None) -> list[Sent]:
+    """Produce (logical topic, key, value) records; return where each landed.
+
+    ``timestamp_ms`` fixes every record's CreateTime (so two productions are identical).
+    """
     p = Producer({"bootstrap.servers": settings.brokers, "partitioner": "murmur2_random",
                   "linger.ms": 5, "enable.idempotence": True})
     sent: list[Sent] = []
@@ -140,7 +144,8 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes
     for topic, key, value in records:
         while True:
             try:
-                p.produce(settings.topic(topic), value, key=key, on_delivery=cb)
+                p.produce(settings.topic(topic), value, key=key, on_delivery=cb,
+                          timestamp=timestamp_ms or 0)
                 break
             except BufferError:
                 p.poll(0.05)
@@ -156,9 +161,13 @@ def read_topic(settings: Settings, topic: str, *, timeout: float = 20.0) -> list
                   "auto.offset.reset": "earliest"})
     md = c.list_topics(topic, timeout=10)
     tps = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
-    ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
-    c.assign([TopicPartition(topic, p, 0) for p in ends])
+    marks = {tp.partition: c.get_watermark_offsets(tp, timeout=10) for tp in tps}
+    ends = {p: hi for p, (lo, hi) in marks.items() if hi > lo}
     out: list[Any] = []
+    if not ends:
+        c.close()
+        return out
+    c.assign([TopicPartition(topic, p, marks[p][0]) for p in ends])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in c.consume(1000, 0.2):
