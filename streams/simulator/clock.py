@@ -36,6 +36,7 @@ class IsoFormatter:
         self._days: dict[int, str] = {}
 
     def format(self, t_ms: int) -> str:
+        """ISO 8601 of ``t_ms`` in this formatter's zone, millisecond precision."""
         local = t_ms + self.offset_ms
         day, rest = divmod(local, _DAY_MS)
         prefix = self._days.get(day)

@@ -54,9 +54,11 @@ class SimConfig:
 
     @property
     def faults_per_epoch(self) -> int:
+        """Injected faults per rule in each horizon (``--faults-per-rule`` x scale)."""
         return round(self.faults_per_rule * self.fault_scale)
 
     def as_args(self) -> dict[str, Any]:
+        """The config as plain data, for the truth header."""
         return asdict(self)
 
 

@@ -91,6 +91,7 @@ class Engine:
         mean_gap = DAY_MS / per_day
 
         def tick(t: int) -> None:
+            """One event of the process, then schedule the next after an exponential gap."""
             fn(t)
             factor = HOURLY_FACTOR[china_hour(t)] if diurnal else 1.0
             self.at(t + int(rng.expovariate(1.0) * mean_gap / factor) + 1, tick)

@@ -78,6 +78,19 @@ class Faults:
             return ms_between(self.rng, grace * 2.5, grace * 5)
         return ms_between(self.rng, 15 * 60, 3 * 3600)
 
+    def _soon(self) -> int:
+        """Delay to a deadline (grant due, port-out): 30 min-3 h, shorter in short runs so
+        the deadline still falls inside the epoch the fault was planned for."""
+        horizon = self.eng.cfg.horizon_s
+        low = min(1800.0, 0.1 * horizon)
+        return ms_between(self.rng, low, max(low, min(3 * 3600.0, 0.3 * horizon)))
+
+    def _lead(self, low_s: float, high_s: float) -> int:
+        """Delay of a fault's lead-in steps, capped at 15% of the epoch so that faults
+        planned late in a short run still happen before it ends."""
+        high = min(high_s, 0.15 * self.eng.cfg.horizon_s)
+        return ms_between(self.rng, min(low_s, high / 2), high)
+
     # --- status rules -------------------------------------------------------------------
     def _bss_active_hss_barred(self, t: int, sub: Sub | None, fixed: bool) -> dict | None:
         sub = self._take(sub, lambda s: s.hss == "active")
@@ -98,7 +111,7 @@ class Faults:
             return None
         sub.lock += 1
         self.sys.charge(sub, "plan", max(sub.balance, 0) + self.rng.randint(100, 3000))
-        when = t + ms_between(self.rng, 60, 600)
+        when = t + self._lead(60, 600)
         fix = when + self._fix_delay("bss-suspended-hss-active") if fixed else None
         self._mark(sub, "bss-suspended-hss-active", None, fixed,
                    "BSS suspended for arrears, HSS never barred", fix)
@@ -115,9 +128,9 @@ class Faults:
             return None
         sub.lock += 1
         self.sys.charge(sub, "plan", max(sub.balance, 0) + self.rng.randint(100, 3000))
-        suspend = t + ms_between(self.rng, 60, 600)
+        suspend = t + self._lead(60, 600)
         self.eng.at(suspend, self.flows._suspend, sub, "arrears", True, False)
-        top_up = suspend + ms_between(self.rng, 600, 3600)
+        top_up = suspend + self._lead(600, 3600)
         fix = top_up + self._fix_delay("topup-still-suspended") if fixed else None
         self.eng.at(top_up, self._stuck_top_up, sub, fixed, fix)
         if fix is not None:
@@ -164,7 +177,7 @@ class Faults:
         if variant == "hss_left_active":
             self._mark(sub, "bss-suspended-hss-active", None, fixed, how, None)
         fix_after = self.rng.uniform(1800, 3 * 3600) if fixed else None
-        self.flows.port_out(t, sub, [], variant, fix_after)
+        self.flows.port_out(t, sub, [], variant, fix_after, t + self._soon())
         return {"rule": "port-out-still-active", "item": None, "at": t}
 
     # --- products -----------------------------------------------------------------------
@@ -230,7 +243,7 @@ class Faults:
         sub.lock += 1
         self.sys.cancelled(sub, product)
         self.eng.at(t + ms_between(self.rng, 5, 120), self.flows._deprovision, sub, product)
-        when = t + ms_between(self.rng, 300, 3600)
+        when = t + self._lead(300, 3600)
         self.eng.at(when, self._late_charge, sub, product, fixed)
         return {"rule": "cancelled-still-charged", "item": pid, "at": when}
 
@@ -246,7 +259,7 @@ class Faults:
             return None
         sub.lock += 1
         self.flows._suspend(t, sub, "request", True, False)
-        when = t + ms_between(self.rng, 600, 3600)
+        when = t + self._lead(600, 3600)
         self.eng.at(when, self._suspended_charge, sub, fixed)
         self.eng.at(when + ms_between(self.rng, 3 * 3600, 24 * 3600), self.flows._resume, sub,
                     True)
@@ -272,7 +285,7 @@ class Faults:
         if sub is None:
             return None
         gid = self.eng.next_id("G")
-        due = t + ms_between(self.rng, 1800, 3 * 3600)
+        due = t + self._soon()
         fix = due + self._fix_delay("grant-not-credited") if fixed else None
         self._mark(sub, "grant-not-credited", gid, fixed,
                    "grant promised by BSS, billing never credited it", fix)

@@ -47,6 +47,7 @@ class Activity:
         self.rng = rng
 
     def start(self) -> None:
+        """Schedule the Poisson processes of subscriber activity."""
         n = len(self.pop.subs)
         rates = cat.RATES_PER_SUB_DAY
         self.eng.every(rates["network_call"] * n, self.network_call, self.rng)
@@ -58,6 +59,7 @@ class Activity:
 
     # --- network calls (hot path) -----------------------------------------------------
     def network_call(self, t: int) -> None:
+        """A CDR of a subscriber chosen by usage: mostly mobiles, some on-net, some landlines."""
         rng = self.rng
         sub = pick_weighted(rng, self.pop)
         if sub.bss != "active" or not sub.registered:
@@ -147,8 +149,8 @@ class Activity:
     # --- complaints ---------------------------------------------------------------------
     def complaint(self, t: int, sub: Sub, category: str, channel: str | None = None,
                   severity: str = "normal", kind: str = "complaint",
-                  complaint_id: str | None = None) -> tuple[str, str]:
-        """Open a complaint now and schedule its lifecycle; returns (id, channel)."""
+                  complaint_id: str | None = None) -> tuple[str, str, str]:
+        """Open a complaint now and schedule its lifecycle; returns (id, channel, severity)."""
         rng = self.rng
         complaint_id = complaint_id or self.eng.next_id("CP")
         channel = channel or rng.choices(_COMPLAINT_CH, weights=_COMPLAINT_W)[0]
@@ -167,7 +169,7 @@ class Activity:
         for when, stage in steps:
             self.eng.at(when, self._complaint_step, sub, complaint_id, channel, category,
                         severity, kind, stage)
-        return complaint_id, channel
+        return complaint_id, channel, severity
 
     def _complaint_step(self, t: int, sub: Sub, complaint_id: str, channel: str, category: str,
                         severity: str, kind: str, stage: str) -> None:
@@ -187,6 +189,7 @@ class Activity:
         self.eng.emit(COMPLAINTS, sub.sid, payload)
 
     def consultation(self, t: int) -> None:
+        """A consultation (咨询): same topic as complaints, short lifecycle, not a complaint."""
         sub = self.pop.subs[int(self.rng.random() * len(self.pop.subs))]
         if _reachable(sub):
             self.complaint(t, sub, self.rng.choice(cat.CONSULTATION_CATEGORIES),
@@ -201,6 +204,7 @@ class Activity:
         self.eng.emit(OUTCOMES, sub.sid, payload)
 
     def survey(self, t: int, sub: Sub, unhappy: bool = False) -> int:
+        """IVR/SMS satisfaction survey; unhappy subscribers score low. Returns the score."""
         weights = _SURVEY_UNHAPPY if unhappy else _SURVEY_HAPPY
         score = self.rng.choices(range(1, 11), weights=weights)[0]
         self._outcome(t, sub, "survey", survey_id=self.eng.next_id("SV"),
@@ -208,6 +212,7 @@ class Activity:
         return score
 
     def online(self, t: int, sub: Sub | None = None, topic: str | None = None) -> None:
+        """An app/WeChat session, shared with the hotline (渠道协同)."""
         sub = sub or self.pop.subs[int(self.rng.random() * len(self.pop.subs))]
         if sub.bss == "none":
             return
@@ -217,12 +222,14 @@ class Activity:
                       summary=self.rng.choice(_ONLINE_SUMMARIES))
 
     def offer(self, t: int) -> None:
+        """An offer decision coming back from a campaign."""
         sub = self.pop.subs[int(self.rng.random() * len(self.pop.subs))]
         if _reachable(sub):
             self._outcome(t, sub, "offer", offer_id=self.eng.next_id("OF"),
                           decision="accepted" if self.rng.random() < 0.22 else "declined")
 
     def retention(self, t: int, sub: Sub | None = None, outcome: str | None = None) -> None:
+        """A retention task's outcome (维挽)."""
         sub = sub or self.pop.subs[int(self.rng.random() * len(self.pop.subs))]
         if _reachable(sub):
             outcome = outcome or self.rng.choices(("retained", "pending", "churned"),

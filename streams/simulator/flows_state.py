@@ -38,6 +38,7 @@ class StateFlows:
         self.rng = rng
 
     def start(self) -> None:
+        """Schedule the normal flows; customers suspended at the start pay up later."""
         n = len(self.pop.subs)
         rates = cat.RATES_PER_SUB_DAY
         every = self.eng.every
@@ -69,6 +70,7 @@ class StateFlows:
 
     # --- products ---------------------------------------------------------------------
     def product_order(self, t: int) -> None:
+        """BSS sells a product; its platform provisions it 2 s to 4 min later."""
         sub = self._pick()
         if sub is None:
             return
@@ -93,6 +95,7 @@ class StateFlows:
             self.sys.charge(sub, product.product_id, product.monthly_fee_cents)
 
     def product_cancel(self, t: int) -> None:
+        """BSS cancels a provisioned product; the platform switches it off shortly after."""
         sub = self._pick(lambda s: s.usable and any(v[0] and v[1] for v in s.products.values()))
         if sub is None:
             return
@@ -109,11 +112,13 @@ class StateFlows:
 
     # --- money ------------------------------------------------------------------------
     def usage_charge(self, t: int) -> None:
+        """Daily usage settlement, never more than the balance (no accidental arrears)."""
         sub = self._pick(lambda s: s.usable and s.balance > 0)
         if sub is not None:
             self.sys.charge(sub, "usage", min(sub.balance, self.rng.randint(20, 1500)))
 
     def monthly_bill(self, t: int) -> None:
+        """Plan and product fees; a bill larger than the balance leads to arrears."""
         sub = self._pick()
         if sub is None:
             return
@@ -127,17 +132,20 @@ class StateFlows:
             self._into_arrears(t, sub)
 
     def top_up(self, t: int) -> None:
+        """充值, mostly by customers whose balance runs low."""
         sub = self._pick()
         if sub is not None and (sub.balance < 3000 or self.rng.random() < 0.25):
             amount = self.rng.choice((3000, 5000, 10_000, 10_000, 20_000, 30_000, 50_000))
             self.sys.top_up(sub, amount, self.rng.choice(cat.TOPUP_CHANNELS))
 
     def balance_report(self, t: int) -> None:
+        """Billing's periodic balance and arrears view."""
         sub = self._pick(lambda s: s.billing in ("active", "suspended"))
         if sub is not None:
             self.sys.balance(sub)
 
     def grant(self, t: int) -> None:
+        """BSS promises a grant, billing credits it well before ``due_by``."""
         sub = self._pick()
         if sub is None:
             return
@@ -217,6 +225,7 @@ class StateFlows:
 
     # --- plans, profile ---------------------------------------------------------------
     def plan_change(self, t: int) -> None:
+        """套餐变更; HSS follows with the new plan's signing 20 s to 5 min later."""
         sub = self._pick()
         if sub is None:
             return
@@ -231,6 +240,7 @@ class StateFlows:
         sub.lock -= 1
 
     def profile_change(self, t: int) -> None:
+        """Star level, home cell, do-not-disturb or seed flag changes in the CRM."""
         sub = self._pick()
         if sub is None:
             return
@@ -285,12 +295,14 @@ class StateFlows:
             sub.lock -= 1
 
     def port_out_flow(self, t: int) -> None:
+        """An ordinary port-out, executed on time (a churn without a story)."""
         sub = self._pick(_usable_free)
         if sub is not None:
             self.port_out(t, sub, [])
 
     def port_out(self, t: int, sub: Sub, precursors: list[dict[str, Any]],
-                 variant: str | None = None, fix_after_s: float | None = None) -> None:
+                 variant: str | None = None, fix_after_s: float | None = None,
+                 deadline: int | None = None) -> None:
         """携号转网: MNP request with a deadline, then BSS, billing and HSS close before it.
 
         ``variant`` (fault injection): ``not_executed`` leaves every system active past
@@ -298,11 +310,11 @@ class StateFlows:
         ``fix_after_s`` the missing closures happen that long after the deadline.
         """
         sub.lock += 1
-        deadline = t + ms_between(self.rng, 2 * 3600, 6 * 3600)
+        deadline = deadline or t + ms_between(self.rng, 2 * 3600, 6 * 3600)
         self.sys.port_out_requested(sub, deadline, self.rng.choice(("cmcc", "ctcc", "cbn")))
         self.eng.truth.write({"type": "churn", "subscriber_id": sub.sid, "port_out_at": iso(t),
                               "precursors": precursors})
-        close_at = deadline - ms_between(self.rng, 15 * 60, 90 * 60)
+        close_at = t + int((deadline - t) * self.rng.uniform(0.4, 0.85))
         late = deadline + int(fix_after_s * 1000) if fix_after_s is not None else None
         if variant == "not_executed":
             if late is not None:

@@ -62,6 +62,7 @@ class InvalidMaker:
         self, rec: tuple[str, str | None, bytes, int], payload: dict[str, Any],
         other_key: str, seq: int,
     ) -> tuple[tuple[str, str | None, bytes, int], dict[str, Any]]:
+        """A broken copy of ``rec`` (never replacing it) and its ``invalid_input`` line."""
         topic, key, value, t = rec
         rng = self.rng
         breakage = rng.choices(_NAMES, weights=_WEIGHTS)[0]

@@ -66,19 +66,24 @@ class Tracker:
         self.written: Counter[tuple[str, bool]] = Counter()
 
     def check(self, sub: Sub, t: int) -> None:
+        """Re-evaluate ``sub``'s status rules after an event at ``t``; open/close intervals."""
         cur = conditions(sub)
         open_ = sub.open
         for key in cur:
             if key not in open_:
                 open_[key] = t
         if len(open_) > len(cur):  # something open is no longer current
-            for key in [k for k in open_ if k[0] in STATUS_RULES and k not in cur]:
+            # sorted: set order varies with PYTHONHASHSEED, the truth file must not
+            for key in sorted((k for k in open_ if k[0] in STATUS_RULES and k not in cur),
+                              key=lambda k: (k[0], k[1] or "")):
                 self.close(sub, key, t)
 
     def open_point(self, sub: Sub, rule: str, item: str, t: int) -> None:
+        """A charge rule holds from this charge on (grace 0) until a refund."""
         sub.open[(rule, item)] = t
 
     def close(self, sub: Sub, key: tuple[str, str | None], t: int | None) -> None:
+        """End an interval at ``t`` (None: still open at the end of the run) and write it."""
         start = sub.open.pop(key)
         meta = sub.injected.pop(key, None)
         if t is not None and t <= start:
@@ -87,6 +92,7 @@ class Tracker:
 
     def write(self, sub: Sub, key: tuple[str, str | None], start: int, end: int | None,
               meta: dict[str, Any] | None) -> None:
+        """One ``inconsistency`` truth line."""
         rule, item = key
         self.written[(rule, meta is not None)] += 1
         self.truth.write({
@@ -96,6 +102,7 @@ class Tracker:
         })
 
     def refund(self, sub: Sub, charge_id: str, t: int) -> None:
+        """A refund ends every charge rule its charge violated."""
         for rule in CHARGE_RULES:
             if (rule, charge_id) in sub.open:
                 self.close(sub, (rule, charge_id), t)

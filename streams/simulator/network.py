@@ -32,6 +32,7 @@ class Network:
         self.degrading: list[Cell] = []
 
     def start(self) -> None:
+        """First cell window at the next quarter hour, first line probe at the next minute."""
         now = self.eng.now
         quarter = cat.CELL_KPI_EVERY_MS
         self.eng.at(now - now % quarter + quarter, self.cell_tick)
@@ -52,6 +53,7 @@ class Network:
 
     # --- cells --------------------------------------------------------------------------
     def cell_tick(self, t: int) -> None:
+        """KPIs of every cell for the 15 minutes ending now."""
         self.eng.at(t + cat.CELL_KPI_EVERY_MS, self.cell_tick)
         rng = self.rng
         emit = self.eng.emit
@@ -76,8 +78,8 @@ class Network:
         """Start a degradation on a random healthy cell now; maybe plan its recovery."""
         rng = self.rng
         healthy = [c for c in self.pop.cells
-                   if c.degradation is None or c.degradation.end is not None
-                   and c.degradation.end <= t]
+                   if c.degradation is None
+                   or (c.degradation.end is not None and c.degradation.end <= t)]
         if not healthy:
             return
         cell = rng.choice(healthy)
@@ -115,6 +117,7 @@ class Network:
 
     # --- broadband lines ----------------------------------------------------------------
     def line_tick(self, t: int) -> None:
+        """Measure the lines whose slot is this minute (each line once an hour)."""
         self.eng.at(t + cat.MINUTE_MS, self.line_tick)
         if len(self.pop.lines) != self._known_lines:
             self._adopt_lines()

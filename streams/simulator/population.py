@@ -11,9 +11,13 @@ from __future__ import annotations
 import random
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from streams.simulator import catalog as cat
+
+_PLAN_CUM = list(accumulate(p.weight for p in cat.PLANS))
+_PRODUCT_CUM = list(accumulate(p.weight for p in cat.PRODUCTS))
 
 
 class Sub:
@@ -139,6 +143,7 @@ class Population:
     cells: list[Cell]
     lines: list[Line]
     cum_activity: list[float] = field(default_factory=list)
+    cell_cum: list[float] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     msisdns: set[str] = field(default_factory=set)
 
@@ -159,13 +164,15 @@ def new_subscriber(rng: random.Random, pop: Population) -> Sub:
             pop.ids.add(sid)
             break
     sub = Sub(len(pop.subs), sid, _msisdn(rng, pop.msisdns))
-    plan = rng.choices(cat.PLANS, weights=[p.weight for p in cat.PLANS])[0]
+    plan = rng.choices(cat.PLANS, cum_weights=_PLAN_CUM)[0]
     sub.plan = plan.plan_id
     sub.star = rng.choices(range(8), weights=cat.STAR_WEIGHTS)[0]
     sub.seed = rng.random() < cat.SEED_PROB_BY_STAR[sub.star]
     sub.tier = cat.TIER_BY_STAR[sub.star]
     sub.dnd = rng.random() < cat.DND_PROB
-    sub.home = rng.choices(pop.cells, weights=[c.traffic for c in pop.cells])[0]
+    if len(pop.cell_cum) != len(pop.cells):
+        pop.cell_cum = list(accumulate(c.traffic for c in pop.cells))
+    sub.home = rng.choices(pop.cells, cum_weights=pop.cell_cum)[0]
     sub.activity = rng.lognormvariate(0.0, 0.6)
     sub.balance = rng.randint(500, 20_000)
     if rng.random() < cat.FTTH_PROB:
@@ -191,7 +198,7 @@ def held_products(rng: random.Random) -> list[cat.Product]:
     n = rng.choices(range(5), weights=(0.30, 0.35, 0.20, 0.10, 0.05))[0]
     chosen: list[cat.Product] = []
     while len(chosen) < n:
-        p = rng.choices(cat.PRODUCTS, weights=[p.weight for p in cat.PRODUCTS])[0]
+        p = rng.choices(cat.PRODUCTS, cum_weights=_PRODUCT_CUM)[0]
         if p not in chosen:
             chosen.append(p)
     return chosen

@@ -45,6 +45,7 @@ class Systems:
 
     # --- lifecycle --------------------------------------------------------------------
     def opened(self, sub: Sub, system: str) -> None:
+        """开户 in ``system`` with the subscriber's plan."""
         p = self._p(sub, system, "opened")
         p["plan_id"] = sub.plan
         p["plan_networks"] = list(cat.PLAN_BY_ID[sub.plan].networks)
@@ -71,6 +72,7 @@ class Systems:
             sub.billing = status
 
     def plan_changed(self, sub: Sub, plan_id: str) -> None:
+        """BSS changes the plan; HSS signing is the HSS's own event."""
         p = self._p(sub, "bss", "plan_changed")
         p["plan_id"] = plan_id
         p["plan_networks"] = list(cat.PLAN_BY_ID[plan_id].networks)
@@ -78,12 +80,14 @@ class Systems:
         self._send(sub, p)
 
     def signing(self, sub: Sub, networks: tuple[str, ...]) -> None:
+        """HSS 网别签约: the generations the subscriber may use."""
         p = self._p(sub, "hss", "signing_changed")
         p["networks"] = list(networks)
         sub.signing = networks
         self._send(sub, p)
 
     def registered(self, sub: Sub, rat: str) -> None:
+        """First network attach after activation, on the home cell."""
         p = self._p(sub, "hss", "network_registered")
         p["rat"] = rat
         p["cell_id"] = sub.home.cell_id if sub.home else None
@@ -92,6 +96,7 @@ class Systems:
 
     # --- products ---------------------------------------------------------------------
     def ordered(self, sub: Sub, product: cat.Product) -> None:
+        """业务订购 in BSS; the product's platform must provision it."""
         p = self._p(sub, "bss", "product_ordered")
         p["product_id"] = product.product_id
         p["platform"] = product.platform
@@ -102,6 +107,7 @@ class Systems:
         self._send(sub, p)
 
     def cancelled(self, sub: Sub, product: cat.Product) -> None:
+        """业务退订 in BSS; the platform must switch it off."""
         p = self._p(sub, "bss", "product_cancelled")
         p["product_id"] = product.product_id
         p["platform"] = product.platform
@@ -142,6 +148,7 @@ class Systems:
         return charge_id
 
     def refund(self, sub: Sub, charge_id: str, amount: int) -> None:
+        """退费 of a charge; ends the charge rules it violated."""
         sub.balance += amount
         p = self._p(sub, "billing", "refunded")
         p["charge_id"] = charge_id
@@ -151,6 +158,7 @@ class Systems:
         self.tracker.refund(sub, charge_id, self.eng.now)
 
     def top_up(self, sub: Sub, amount: int, channel: str) -> None:
+        """充值; clearing arrears while suspended starts ``topup-still-suspended``."""
         sub.balance += amount
         p = self._p(sub, "billing", "topped_up")
         p["amount_cents"] = amount
@@ -163,6 +171,7 @@ class Systems:
         self._send(sub, p)
 
     def balance(self, sub: Sub) -> None:
+        """Billing's balance report (no state change)."""
         p = self._p(sub, "billing", "balance_reported")
         p["balance_cents"] = sub.balance
         p["arrears_cents"] = max(0, -sub.balance)
@@ -180,6 +189,7 @@ class Systems:
         self.eng.at(due_by, self._grant_due, sub, grant_id)
 
     def grant_credited(self, sub: Sub, grant_id: str) -> None:
+        """Billing credits a promised grant (ends ``grant-not-credited``)."""
         grant = sub.grants.get(grant_id)
         if grant is None:
             return
@@ -200,6 +210,7 @@ class Systems:
 
     # --- portability and profile ------------------------------------------------------
     def port_out_requested(self, sub: Sub, deadline: int, recipient: str) -> None:
+        """MNP 携号转网 request; HSS must stop service by ``deadline``."""
         p = self._p(sub, "mnp", "port_out_requested")
         p["deadline"] = CHINA.format(deadline)
         p["recipient"] = recipient

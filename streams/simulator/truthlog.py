@@ -28,6 +28,7 @@ class TruthLog:
         self.closed = False
 
     def write(self, record: dict[str, Any]) -> None:
+        """Write one truth record (a plain dict with a ``type``)."""
         self.counts[record["type"]] += 1
         if self.keep:
             self.records.append(record)
@@ -35,6 +36,7 @@ class TruthLog:
             self._file.write(orjson.dumps(record) + b"\n")
 
     def close(self) -> None:
+        """Flush and close the file (idempotent)."""
         if self._file is not None and not self.closed:
             self._file.close()
         self.closed = True

@@ -1,0 +1,244 @@
+"""The ground-truth file's contract: one pydantic model per line type, and a loader.
+
+Evaluators of later capabilities (cross-system audit, propensity models, contact policy,
+network care) score themselves against these records::
+
+    from streams.simulator.truth import Inconsistency, load_truth
+    faults = [r for r in load_truth("truth.jsonl")
+              if isinstance(r, Inconsistency) and r.injected]
+
+Times are zoned ISO strings in event time. The first line is a :class:`RunHeader`, the
+last a :class:`Summary` (absent only if the run was killed); see docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from streams.simulator.catalog import GRACE_S
+from streams.simulator.errors import ReplayFileError
+
+RuleId = Literal[
+    "bss-active-hss-barred", "bss-suspended-hss-active", "product-not-provisioned",
+    "cancelled-still-provisioned", "cancelled-still-charged", "charged-while-suspended",
+    "charged-without-product", "topup-still-suspended", "5g-plan-without-5g-signing",
+    "activated-not-registered", "grant-not-credited", "port-out-still-active",
+]
+#: Event-time grace period of each audit rule, in seconds (0: the condition is the alert).
+GRACE_SECONDS: dict[str, int] = dict(GRACE_S)
+
+PrecursorKind = Literal[
+    "dropped_calls", "regulator_call", "hotline_calls", "bill_shock", "audit_fault",
+    "bad_cell", "complaint", "bad_survey", "competitor_calls",
+]
+
+
+class _Truth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class RunHeader(_Truth):
+    """First line: how the run was configured (enough to reproduce it)."""
+
+    type: Literal["run"]
+    version: int
+    seed: int
+    start: AwareDatetime
+    speed: float
+    subscribers: int
+    rate: float
+    cells: int
+    lines: int
+    horizon_s: float
+    bootstrap: bool
+    late_rate: float
+    late_max_s: float
+    duplicate_rate: float
+    invalid_rate: float
+    event_id_prefix: str
+    args: dict[str, Any]
+
+
+class Inconsistency(_Truth):
+    """An interval during which one audit rule's condition held for one subscriber."""
+
+    type: Literal["inconsistency"]
+    rule: RuleId
+    subscriber_id: str
+    item: str | None
+    start: AwareDatetime
+    end: AwareDatetime | None
+    injected: bool
+    detail: dict[str, Any]
+
+    @property
+    def grace_s(self) -> int:
+        """The rule's grace period in seconds."""
+        return GRACE_SECONDS[self.rule]
+
+    def duration_s(self) -> float | None:
+        """How long the condition held (None while still open at the end)."""
+        return None if self.end is None else (self.end - self.start).total_seconds()
+
+
+class Precursor(BaseModel):
+    """Something that happened before a complaint or port-out (extra fields describe it)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    kind: PrecursorKind
+    at: AwareDatetime
+
+
+class ComplaintTruth(_Truth):
+    """A complaint the models should have seen coming."""
+
+    type: Literal["complaint"]
+    subscriber_id: str
+    complaint_id: str
+    opened_at: AwareDatetime
+    channel: str
+    severity: Literal["normal", "escalated", "regulator"]
+    category: str
+    precursors: list[Precursor]
+
+
+class Decoy(_Truth):
+    """Noise for the models: a complaint with no warning, or warnings with no outcome."""
+
+    type: Literal["decoy"]
+    kind: Literal["complaint_without_precursors", "precursors_without_complaint",
+                  "precursors_without_churn"]
+    subscriber_id: str
+    at: AwareDatetime
+    precursors: list[Precursor]
+    complaint_id: str | None = None
+    channel: str | None = None
+    severity: Literal["normal", "escalated", "regulator"] | None = None
+    category: str | None = None
+
+
+class Churn(_Truth):
+    """A subscriber who requested port-out (携号转网) at ``port_out_at``."""
+
+    type: Literal["churn"]
+    subscriber_id: str
+    port_out_at: AwareDatetime
+    precursors: list[Precursor]
+
+
+class DegradingCell(_Truth):
+    """A cell whose ``metric`` drifts from ``from`` to ``to`` (reached at ``ramp_end``)."""
+
+    type: Literal["degrading_cell"]
+    cell_id: str
+    scenario: str
+    start: AwareDatetime
+    end: AwareDatetime | None
+    metric: Literal["drop_rate", "call_setup_success", "throughput_mbps"]
+    from_: float = Field(alias="from")
+    to: float
+    ramp_end: AwareDatetime
+
+
+class AttenuatingLine(_Truth):
+    """A fibre line whose ONU rx power slides below -27 dBm (光衰)."""
+
+    type: Literal["attenuating_line"]
+    line_id: str
+    subscriber_id: str
+    start: AwareDatetime
+    rx_power_dbm_start: float
+    rx_power_dbm_end: float
+    reaches_end_at: AwareDatetime
+
+
+class TerminalMismatch(_Truth):
+    """端网业不匹配: the terminal cannot carry the contracted speed."""
+
+    type: Literal["terminal_mismatch"]
+    line_id: str
+    subscriber_id: str
+    contracted_mbps: int
+    terminal_max_mbps: int
+
+
+class ProtectedContact(_Truth):
+    """A contact request touching a protected subscriber, with the expected decision."""
+
+    type: Literal["protected_contact"]
+    request_id: str
+    subscriber_id: str
+    purpose: Literal["marketing", "service"]
+    channel: str
+    reasons: list[Literal["seed_user", "recent_complaint", "do_not_disturb", "open_fault"]]
+    expected: Literal["suppress", "allow"]
+    at: AwareDatetime
+
+
+class InvalidInput(_Truth):
+    """A deliberately broken record; ``seq`` is its index among run-phase records."""
+
+    type: Literal["invalid_input"]
+    topic: str
+    key: str | None
+    reason: Literal["not_json", "invalid", "oversize", "empty"]
+    detail: dict[str, Any]
+    seq: int
+    value_sha256: str
+
+
+class Summary(_Truth):
+    """Last line: counts per topic and per truth type, out-of-order and duplicate ids."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: Literal["summary"]
+    end: AwareDatetime
+    records: int
+    bootstrap_records: int
+    run_records: int
+    topics: dict[str, int]
+    truth: dict[str, int]
+    inconsistencies: dict[str, dict[str, int]]
+    out_of_order: dict[str, Any]
+    duplicates: dict[str, Any]
+    invalid: int
+
+
+TruthRecord = Annotated[
+    RunHeader | Inconsistency | ComplaintTruth | Decoy | Churn | DegradingCell
+    | AttenuatingLine | TerminalMismatch | ProtectedContact | InvalidInput | Summary,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(TruthRecord)
+
+
+def parse_truth_line(line: bytes | str) -> Any:
+    """One truth line as its model (raises ``ValidationError``)."""
+    return _ADAPTER.validate_python(orjson.loads(line))
+
+
+def load_truth(path: str | Path) -> list[Any]:
+    """Every record of a truth file, validated, in file order.
+
+    Raises :class:`ReplayFileError` naming the line that does not match the contract.
+    """
+    path = Path(path)
+    records = []
+    try:
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(parse_truth_line(line))
+                except (orjson.JSONDecodeError, ValidationError) as exc:
+                    raise ReplayFileError(
+                        f"truth file {path} line {number}: {str(exc).splitlines()[0]}"
+                    ) from exc
+    except OSError as exc:
+        raise ReplayFileError(f"cannot read truth file {path}: {exc.strerror}") from exc
+    return records
