@@ -79,7 +79,10 @@ class TransactionalCommitter:
         self._started = True
 
     def commit(self, commit: Commit, timeout: float = 30.0) -> dict[tuple[str, int], int]:
-        """Write ``commit`` in one transaction (blocking); return the last changelog offsets.
+        """Write ``commit`` in one transaction (blocking); return each changelog partition's
+        new end: the offset of the transaction's commit marker, right after our last record
+        (nothing else writes our changelog partitions), which is how far a restore of that
+        partition has to read.
 
         Raises :class:`CommitFailed`; the caller must then stop processing, because its
         in-memory state is ahead of what Kafka holds.
@@ -92,7 +95,7 @@ class TransactionalCommitter:
         def _track(table: str, partition: int) -> Any:
             def on_delivery(err: Any, msg: Any) -> None:
                 if err is None:
-                    offsets[(table, partition)] = msg.offset()
+                    offsets[(table, partition)] = msg.offset() + 1  # the commit marker
             return on_delivery
 
         try:

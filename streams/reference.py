@@ -18,13 +18,12 @@ from typing import Any
 
 import faust
 import orjson
-
 from prometheus_client import REGISTRY
 
 from agents.core import EventContext, Output, Processor
 from schemas.registry import DEAD_LETTERS, INPUT_TOPICS, OUTPUT_TOPICS
-from streams import faust_transport
 from sinks.prometheus import register_metrics_page
+from streams import faust_transport
 from streams.decoding import Rejected, dead_letter, decode_record
 from streams.metrics import Metrics
 from streams.settings import Settings

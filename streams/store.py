@@ -192,7 +192,9 @@ class TableStore(faust_store.Store):
                 part = self.parts.pop(tp.partition, None)
                 if part is not None:
                     part.close()
-        mine = sorted(tp.partition for tp in newly_assigned if tp.topic in topics)
+        # every assigned partition, not only new ones: a kept partition just confirms it is
+        # at the end (one watermark request), a gap is read instead of trusted
+        mine = sorted(tp.partition for tp in assigned if tp.topic in topics)
         if mine:
             factory = self.app.foresight_restore_consumer
             n = await asyncio.to_thread(self.restore, mine, factory)
@@ -290,9 +292,10 @@ def restore_partition(consumer: Any, topic: str, partition: int, start: int,
     consumer.assign([TopicPartition(topic, partition, start if start > low else OFFSET_BEGINNING)])
     n = 0
     stalled_since: float | None = None
+    warned = False
     try:
         while True:
-            msgs = consumer.consume(batch, timeout=0.5)
+            msgs = consumer.consume(batch, timeout=0.05)
             items = []
             for m in msgs:
                 if m.error():
@@ -306,13 +309,16 @@ def restore_partition(consumer: Any, topic: str, partition: int, start: int,
             pos = consumer.position([tp])[0].offset
             if pos >= high:
                 break
+            now = time.monotonic()
             if msgs:
                 stalled_since = None
             elif stalled_since is None:
-                stalled_since = time.monotonic()
+                stalled_since, warned = now, False
+            elif not warned and now - stalled_since > 1.0:
                 log.warning("restore of %s[%d] waits at offset %d < %d for an open transaction",
                             topic, partition, pos, high)
-            elif time.monotonic() - stalled_since > wait_open_txn_s:
+                warned = True
+            elif now - stalled_since > wait_open_txn_s:
                 raise RuntimeError(
                     f"restore of {topic}[{partition}] stuck at offset {pos} < {high} for "
                     f"{wait_open_txn_s:.0f}s: a transaction is still open on the changelog")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.unified_view import new_view, profile_value, status_of
 from agents.unified_view import apply_event as fold
+from agents.unified_view import new_view, profile_value, status_of
 from schemas.registry import decode
 from tests.unit.helpers import event, record
 

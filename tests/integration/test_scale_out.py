@@ -1,0 +1,69 @@
+"""Two workers in one group split the partitions; a worker joining mid-stream (a rebalance)
+loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from schemas.outputs import DeadLetter
+from streams.app import default_pipeline
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.unit import system_tables
+from tests.integration.expected import fault_free
+from tests.integration.harness import (
+    produce,
+    read_topic,
+    start_worker,
+    table_contents,
+    total,
+    wait_until,
+    workload,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_second_worker_takes_half_the_partitions_mid_stream(isolated: Settings) -> None:
+    steps = default_pipeline()
+    ensure_topics(isolated, tuple(s.name for s in steps) + system_tables(steps))
+    records = workload(60000, subscribers=3000, invalid_every=101, seed=5)
+    sent = produce(isolated, records[:5000])
+    env = {"FORESIGHT_BATCH_MAX_EVENTS": "200"}
+    first = start_worker(isolated, worker_id="w-a", env=env)
+    wait_until(lambda: total(first.metrics(), "foresight_committed_records_total") > 2000, 90,
+               "first worker busy", first)
+
+    def trickle() -> None:  # keep input flowing through the rebalance
+        for i in range(5000, len(records), 1000):
+            sent.extend(produce(isolated, records[i:i + 1000]))
+            time.sleep(0.25)
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    second = start_worker(isolated, worker_id="w-b", env=env)
+    feeder.join()
+    try:
+        def done() -> bool:
+            progress = table_contents(isolated, "progress")
+            return all(progress.get((s.partition, s.topic), -1) >= s.offset for s in sent)
+
+        wait_until(done, 180, "every record applied", second)
+        a = total(first.metrics(), "foresight_committed_records_total")
+        b = total(second.metrics(), "foresight_committed_records_total")
+        assert a > 0 and b > 0, "both workers should have done part of the work"
+        assert a + b >= len(sent) == len(records)
+    finally:
+        second.stop()
+        first.stop()
+    expected, _ = fault_free(sent, steps)
+    for step in steps:
+        want = {(p, k): v for (n, p, k), v in expected.items() if n == step.name}
+        assert table_contents(isolated, step.name) == want
+    dls = [DeadLetter.model_validate_json(m.value())
+           for m in read_topic(isolated, isolated.topic("dead-letters"))]
+    pos = [(d.source_topic, d.source_partition, d.source_offset) for d in dls]
+    assert len(pos) == len(set(pos)) == sum(1 for s in sent if not s.value.startswith(b"{\"s"))
