@@ -22,11 +22,14 @@ RECENT_IDS = 64
 
 #: Numbers whose callers are about to complain (工信部 12300, 消协 12315, 政务 12345).
 REGULATOR_NUMBERS = frozenset({"12300", "12315", "12345"})
-#: Operator hotlines (10010 China Unicom, 10086 China Mobile, 10000 China Telecom).
-HOTLINE_NUMBERS = frozenset({"10010", "10086", "10000", "10011", "10018"})
+#: The operator's own hotlines (China Unicom's here: 10010 service, 10011 billing, 10018 VIP).
+HOTLINE_NUMBERS = frozenset({"10010", "10011", "10018"})
+#: Competitors' hotlines (China Mobile 10086, China Telecom 10000): a churn precursor.
+COMPETITOR_NUMBERS = frozenset({"10086", "10000"})
 
-# bucket layout: [calls, dropped, failed, hotline, regulator, talk_seconds]
-_CALLS, _DROPPED, _FAILED, _HOTLINE, _REGULATOR, _TALK = range(6)
+# bucket layout: [calls, dropped, failed, hotline, regulator, talk_seconds, competitor]
+_CALLS, _DROPPED, _FAILED, _HOTLINE, _REGULATOR, _TALK, _COMPETITOR = range(7)
+_WIDTH = 7
 
 
 def new_features() -> State:
@@ -39,7 +42,7 @@ def _bucket(state: State, t: int) -> list[int]:
     days: dict[str, list[int]] = state["days"]
     b = days.get(day)
     if b is None:
-        b = days[day] = [0, 0, 0, 0, 0, 0]
+        b = days[day] = [0] * _WIDTH
         if len(days) > KEEP_DAYS:
             newest = max(int(d) for d in days)
             for d in [d for d in days if int(d) <= newest - KEEP_DAYS]:
@@ -74,6 +77,8 @@ def apply_event(state: State, ev: Any) -> bool:
                 b[_REGULATOR] += 1
             elif peer in HOTLINE_NUMBERS:
                 b[_HOTLINE] += 1
+            elif peer in COMPETITOR_NUMBERS:
+                b[_COMPETITOR] += 1
     else:  # hotline_call leg
         if ev.stage == "incoming":
             _bucket(state, t)[_HOTLINE] += 1
@@ -95,13 +100,14 @@ def window(state: State, now_ms: int, days: int) -> dict[str, int]:
     2
     """
     today = now_ms // DAY_MS
-    sums = [0] * 6
+    sums = [0] * _WIDTH
     for d, b in state["days"].items():
         if today - days < int(d) <= today:
-            for i in range(6):
-                sums[i] += b[i]
+            for i, v in enumerate(b):  # older states may have shorter buckets
+                sums[i] += v
     return {"calls": sums[_CALLS], "dropped": sums[_DROPPED], "failed": sums[_FAILED],
-            "hotline": sums[_HOTLINE], "regulator": sums[_REGULATOR], "talk_s": sums[_TALK]}
+            "hotline": sums[_HOTLINE], "regulator": sums[_REGULATOR], "talk_s": sums[_TALK],
+            "competitor": sums[_COMPETITOR]}
 
 
 class CallFeatures:

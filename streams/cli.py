@@ -23,7 +23,7 @@ EPILOG = """\
 examples:
   foresight kafka start                 fetch (once) and start the embedded Apache Kafka
   foresight worker                      run a worker against it (Ctrl-C stops)
-  foresight simulate --rate 2000 --duration 60 --truth truth.jsonl
+  foresight simulate --speed auto --rate 2000 --duration 60 --truth truth.jsonl
   foresight bench ingest --events 200000 --partitions 4
   KAFKA_BOOTSTRAP_SERVERS=kafka1:9092 foresight worker --partitions 12
 """

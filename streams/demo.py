@@ -35,8 +35,8 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--rate", type=float, default=3000.0,
                    help="simulated events per second (default 3000)")
     p.add_argument("--subscribers", type=int, default=20000, help="simulated subscribers")
-    p.add_argument("--speed", type=float, default=60.0,
-                   help="simulated seconds per wall second (default 60)")
+    p.add_argument("--speed", default="auto",
+                   help="simulated seconds per wall second, or 'auto' to reach --rate (default)")
     p.add_argument("--every", type=float, default=5.0, help="seconds between summaries")
     p.add_argument("--keep", action="store_true", help="keep the demo's topics afterwards")
     common(p)
@@ -58,11 +58,14 @@ def _sum(m: dict[str, float], name: str, label: str = "") -> float:
     return sum(v for k, v in m.items() if (k == name or k.startswith(name + "{")) and label in k)
 
 
-def _quantile(m: dict[str, float], name: str, q: float) -> float | None:
+def _quantile(m: dict[str, float], name: str, q: float,
+              before: dict[str, float] | None = None) -> float | None:
+    """Upper bound of the bucket holding quantile ``q`` (since ``before`` if given)."""
+    prev = before or {}
     buckets = sorted(
-        (float(k.split('le="')[1].split('"')[0]), v)
+        (float(k.split('le="')[1].split('"')[0]), v - prev.get(k, 0.0))
         for k, v in m.items() if k.startswith(name + "_bucket{") and 'le="+Inf"' not in k)
-    count = m.get(name + "_count", 0.0)
+    count = m.get(name + "_count", 0.0) - prev.get(name + "_count", 0.0)
     if not count:
         return None
     for le, v in buckets:
@@ -75,8 +78,8 @@ def _topic(name: str) -> str:
     return f'topic="{name}"'
 
 
-def summary(m: dict[str, float], elapsed: float) -> str:
-    """A few lines a person can read at a glance."""
+def summary(m: dict[str, float], elapsed: float, before: dict[str, float] | None = None) -> str:
+    """A few lines a person can read at a glance; latency is over the last interval."""
     lines = [f"--- {elapsed:6.0f}s ---"]
     ins = "  ".join(f"{t}={_sum(m, 'foresight_packer_records_total', _topic(t)):.0f}"
                     for t in INPUT_TOPICS)
@@ -88,8 +91,8 @@ def summary(m: dict[str, float], elapsed: float) -> str:
     outs = "  ".join(f"{t}={_sum(m, 'foresight_output_records_total', _topic(t)):.0f}"
                      for t in OUTPUT_TOPICS)
     lines.append(f"out:  {outs}")
-    p50 = _quantile(m, "foresight_processing_latency_seconds", 0.5)
-    p99 = _quantile(m, "foresight_processing_latency_seconds", 0.99)
+    p50 = _quantile(m, "foresight_processing_latency_seconds", 0.5, before)
+    p99 = _quantile(m, "foresight_processing_latency_seconds", 0.99, before)
     upd = _sum(m, "foresight_state_updates_total")
     cl = _sum(m, "foresight_changelog_records_total")
     lines.append(
@@ -129,11 +132,14 @@ def run_demo(args: argparse.Namespace) -> int:
         procs.append(sim)
         t0 = time.monotonic()
         last = 0.0
+        before: dict[str, float] = {}
         while sim.poll() is None:
             time.sleep(0.5)
             if time.monotonic() - last >= args.every:
                 last = time.monotonic()
-                print(summary(_scrape(port), last - t0), flush=True)
+                now = _scrape(port)
+                print(summary(now, last - t0, before), flush=True)
+                before = now
         if sim.returncode != 0:
             print(f"demo: the simulator failed; see {run_dir / 'simulator.log'}", file=sys.stderr)
             return 1

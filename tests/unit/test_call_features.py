@@ -21,7 +21,7 @@ def test_windows_count_by_event_day() -> None:
     apply_event(s, call(3 * 86400, call_id="c", result="failed"))
     now = ms(call(3 * 86400, call_id="x").event_time)
     assert window(s, now, 1) == {"calls": 1, "dropped": 0, "failed": 1, "hotline": 0,
-                                 "regulator": 0, "talk_s": 75}
+                                 "regulator": 0, "talk_s": 75, "competitor": 0}
     w7 = window(s, now, 7)
     assert (w7["calls"], w7["dropped"], w7["regulator"]) == (3, 1, 1)
 
@@ -43,6 +43,14 @@ def test_old_buckets_are_pruned() -> None:
         apply_event(s, call(d * 86400, call_id=f"c{d}"))
     assert len(s["days"]) <= 31
     assert min(int(d) for d in s["days"]) * DAY_MS > 0
+
+
+def test_competitor_hotlines_are_their_own_feature() -> None:
+    s = new_features()
+    apply_event(s, call(0, call_id="a", peer_number="10086"))
+    apply_event(s, call(1, call_id="b", peer_number="10010"))
+    w = window(s, ms(call(2, call_id="x").event_time), 1)
+    assert (w["competitor"], w["hotline"]) == (1, 1)
 
 
 def test_hotline_legs_track_the_current_call() -> None:
