@@ -61,6 +61,9 @@ class Result:
     state: State | None
     outputs: list[Output] = field(default_factory=list)
     wake_at_ms: int | None = None
+    #: False when ``state`` is unchanged: the runtime then writes nothing (no changelog
+    #: record), which matters for steps that look at every event but rarely change.
+    changed: bool = True
 
 
 class Processor(Protocol):

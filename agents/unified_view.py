@@ -19,6 +19,9 @@ from schemas.subscriber_state import GrantStage
 
 #: How many recent charges the view keeps (the audit compares them with products).
 MAX_CHARGES = 20
+#: How many status reports per system the view keeps, so a late charge can be judged
+#: against the status at its own time.
+MAX_HISTORY = 8
 
 _STATUS_BY_KIND = {
     "opened": "opened",
@@ -83,6 +86,12 @@ def apply_event(view: State, ev: Any) -> None:
         status = _STATUS_BY_KIND[kind]
         reason = ev.reason if kind == "suspended" else None
         _set(sysview, "status", {"v": status, "reason": reason}, t, eid)
+        history: list[list[Any]] = sysview.setdefault("history", [])
+        entry = [t, status, eid]
+        if entry not in history:
+            history.append(entry)
+            history.sort()
+            del history[:-MAX_HISTORY]
         if kind == "activated":
             _set(sysview, "activated", {"v": True}, t, eid)
         if kind in ("opened",):
@@ -150,6 +159,23 @@ def status_of(view: State, system: str) -> str | None:
     """The status ``system`` last reported, or None if it never did."""
     slot = view["systems"].get(system, {}).get("status")
     return slot["v"] if slot else None
+
+
+def status_at(view: State, system: str, t: int) -> str | None:
+    """The status ``system`` had reported as of instant ``t`` (None if unknown then).
+
+    >>> v = new_view("S001", "8613800001234")
+    >>> v["systems"]["bss"] = {"history": [[10, "active", "a"], [20, "suspended", "b"]]}
+    >>> status_at(v, "bss", 15), status_at(v, "bss", 25), status_at(v, "bss", 5)
+    ('active', 'suspended', None)
+    """
+    found = None
+    for ht, status, _ in view["systems"].get(system, {}).get("history", ()):
+        if ht <= t:
+            found = status
+        else:
+            break
+    return found
 
 
 def profile_value(view: State, name: str, default: Any = None) -> Any:

@@ -92,7 +92,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     async def fire(step: Processor, key: str, due: int, ctx: EventContext) -> None:
         reads = {r: get(r, key) for r in step.reads}
         result = step.on_timer(get(step.name, key), key, due, ctx, reads)  # type: ignore[attr-defined]
-        put(step.name, key, result.state)
+        if result.changed:
+            put(step.name, key, result.state)
         wake = result.wake_at_ms
         schedule(ctx.partition, step.name, key, None if wake is None else max(wake, due + 1))
         await emit(result.outputs)
@@ -135,7 +136,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                         await fire(step, key, due, ctx)
                 reads = {r: get(r, key) for r in step.reads}
                 result = step.apply(get(step.name, key), decoded, ctx, reads)
-                put(step.name, key, result.state)
+                if result.changed:
+                    put(step.name, key, result.state)
                 if step in timed:
                     schedule(p, step.name, key, result.wake_at_ms)
                 await emit(result.outputs)

@@ -252,8 +252,10 @@ class BatchUnit:
                         self._fire(p, proc, table, reads, k, due, ctx, timers)
                         stats.timers += 1
                 r = {name: t.get(p, k) for name, t in reads} if reads else _NO_READS
-                result = proc.apply(table.get(p, k), event, ctx, r)
-                table.put(p, k, result.state)
+                state = table.get(p, k)
+                result = proc.apply(state, event, ctx, r)
+                if result.changed and (result.state is not None or state is not None):
+                    table.put(p, k, result.state)
                 if result.outputs:
                     outputs.extend(result.outputs)
                 if timed:
@@ -280,8 +282,10 @@ class BatchUnit:
     def _fire(self, p: int, proc: Any, table: _Table, reads: tuple[tuple[str, _Table], ...],
               key: str, due: int, ctx: EventContext, timers: PartitionTimers) -> None:
         r = {name: t.get(p, key) for name, t in reads} if reads else _NO_READS
-        result = proc.on_timer(table.get(p, key), key, due, ctx, r)
-        table.put(p, key, result.state)
+        state = table.get(p, key)
+        result = proc.on_timer(state, key, due, ctx, r)
+        if result.changed and (result.state is not None or state is not None):
+            table.put(p, key, result.state)
         if result.outputs:
             self._outputs.extend(result.outputs)
         wake = result.wake_at_ms
