@@ -150,6 +150,7 @@ class DeadLetterReason(StrEnum):
     INVALID = "invalid"            # JSON, but does not match the topic's schema
     OVERSIZE = "oversize"
     EMPTY = "empty"
+    PROCESSING_ERROR = "processing_error"   # valid input a step failed on (a bug): kept to replay
 
 
 class DeadLetter(OutboundModel):

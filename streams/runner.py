@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from streams.committer import TransactionalCommitter
+from streams.envelope import EnvelopeError
 from streams.metrics import Metrics
 from streams.unit import BatchUnit, Commit, Stats
 
@@ -44,7 +45,13 @@ class UnitRunner:
 
     def feed(self, stream: Any, event: Any) -> Stats:
         """Process one envelope event; it is acked after the next commit."""
-        stats = self.unit.process_envelope(event.value)
+        try:
+            stats = self.unit.process_envelope(event.value)
+        except EnvelopeError as exc:
+            msg = event.message
+            log.error("not an envelope at %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+            stats = self.unit.reject_envelope(msg.topic, msg.partition, msg.offset,
+                                              event.value or b"", str(exc))
         self._acks.append((stream, event))
         self._count(stats)
         return stats

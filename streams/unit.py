@@ -22,6 +22,7 @@ batch) are skipped by offset.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,10 +33,13 @@ from typing import Any, Protocol
 import orjson
 
 from agents.core import EventContext, Output, Processor, Result, State
+from schemas.outputs import DeadLetterReason
 from schemas.registry import DEAD_LETTERS, INPUT_TOPICS
 from streams.decoding import Rejected, dead_letter, decode_record
 from streams.envelope import unpack
 from streams.timers import PartitionTimers, split_timer_key, timer_key
+
+log = logging.getLogger(__name__)
 
 PROGRESS_TABLE = "progress"
 TIMERS_TABLE = "timers"
@@ -185,12 +189,25 @@ class BatchUnit:
         self._outputs: list[Output] = []
         self._events = 0
         self._oldest_ts: int | None = None
+        self.timer_errors = 0
 
     # --- processing ----------------------------------------------------------------------
     def process_envelope(self, data: bytes) -> Stats:
         """Apply every record of one envelope (all from one source partition)."""
         env = unpack(data)
         return self._records(env.topic, env.partition, env.records(), self.clock())
+
+    def reject_envelope(self, topic: str, partition: int, offset: int, data: bytes,
+                        error: str) -> Stats:
+        """Something not an envelope reached the packed topic: keep it as a dead letter."""
+        stats = Stats()
+        stats.dead[(topic, DeadLetterReason.INVALID)] += 1
+        rejected = Rejected(DeadLetterReason.INVALID, f"not a Foresight envelope: {error}")
+        self._outputs.append(Output(DEAD_LETTERS, topic, dead_letter(
+            rejected, topic=topic, partition=partition, offset=offset, timestamp_ms=None,
+            key=None, value=data, worker=self.worker_id, now=self.clock())))
+        self._events += 1
+        return stats
 
     def process_record(self, topic: str, partition: int, offset: int, timestamp_ms: int,
                        key: bytes | None, value: bytes) -> Stats:
@@ -237,29 +254,15 @@ class BatchUnit:
             if not procs:
                 continue
             ctx = EventContext(topic, p, offset, ts, now)
-            if timers is not None:
-                event_ms = int(event.event_time.timestamp() * 1000)
-                timers.observe(event_ms, wall_ms)
-            for proc, table, reads, timed in procs:
-                k = proc.key_of(event)
-                if k is None:
-                    continue
-                if timed:
-                    due = timers.get(proc.name, k)
-                    if due is not None and due <= event_ms:
-                        # judge the pending deadline on the state as it stood until then
-                        timers.set(proc.name, k, None)
-                        self._fire(p, proc, table, reads, k, due, ctx, timers)
-                        stats.timers += 1
-                r = {name: t.get(p, k) for name, t in reads} if reads else _NO_READS
-                state = table.get(p, k)
-                result = proc.apply(state, event, ctx, r)
-                if result.changed and (result.state is not None or state is not None):
-                    table.put(p, k, result.state)
-                if result.outputs:
-                    outputs.extend(result.outputs)
-                if timed:
-                    self._schedule(p, timers, proc.name, k, result)
+            try:
+                self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats)
+            except Exception as exc:  # a bug must not stop the partition: quarantine the event
+                log.exception("step failed on %s[%d]@%d; sent to dead letters", topic, p, offset)
+                stats.dead[(topic, DeadLetterReason.PROCESSING_ERROR)] += 1
+                failed = Rejected(DeadLetterReason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
+                outputs.append(Output(DEAD_LETTERS, topic, dead_letter(
+                    failed, topic=topic, partition=p, offset=offset, timestamp_ms=ts, key=key,
+                    value=value, worker=self.worker_id, now=now)))
         if n:
             progress[topic] = last
             self._progress_dirty.add(p)
@@ -271,6 +274,34 @@ class BatchUnit:
             stats.duplicates[topic] += dups
         stats.records = n
         return stats
+
+    def _apply_steps(self, p: int, event: Any, ctx: EventContext, procs: list[Any],
+                     timers: PartitionTimers | None, wall_ms: int, stats: Stats) -> None:
+        event_ms = 0
+        if timers is not None:
+            event_ms = int(event.event_time.timestamp() * 1000)
+            timers.observe(event_ms, wall_ms)
+        outputs = self._outputs
+        for proc, table, reads, timed in procs:
+            k = proc.key_of(event)
+            if k is None:
+                continue
+            if timed:
+                due = timers.get(proc.name, k)  # type: ignore[union-attr]
+                if due is not None and due <= event_ms:
+                    # judge the pending deadline on the state as it stood until then
+                    timers.set(proc.name, k, None)  # type: ignore[union-attr]
+                    self._fire(p, proc, table, reads, k, due, ctx, timers)  # type: ignore[arg-type]
+                    stats.timers += 1
+            r = {name: t.get(p, k) for name, t in reads} if reads else _NO_READS
+            state = table.get(p, k)
+            result = proc.apply(state, event, ctx, r)
+            if result.changed and (result.state is not None or state is not None):
+                table.put(p, k, result.state)
+            if result.outputs:
+                outputs.extend(result.outputs)
+            if timed:
+                self._schedule(p, timers, proc.name, k, result)  # type: ignore[arg-type]
 
     # --- timers --------------------------------------------------------------------------
     def _schedule(self, p: int, timers: PartitionTimers, step: str, key: str,
@@ -304,7 +335,12 @@ class BatchUnit:
             table = self.tables[step]
             reads = tuple((r, self.tables[r]) for r in proc.reads)
             ctx = EventContext("", p, -1, due, now)
-            self._fire(p, proc, table, reads, key, due, ctx, timers)
+            try:
+                self._fire(p, proc, table, reads, key, due, ctx, timers)
+            except Exception:  # drop the timer rather than retry a failing one forever
+                log.exception("timer of step %s for %s failed; dropped", step, key)
+                self.system[TIMERS_TABLE].put(p, timer_key(step, key), None)
+                self.timer_errors += 1
             fired += 1
         return fired
 

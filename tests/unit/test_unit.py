@@ -216,3 +216,41 @@ def test_idle_partition_clock_follows_the_wall_clock() -> None:
     assert unit.tick(wall + 30_000) == 0
     assert unit.tick(wall + 62_000) == 1
     assert len(_fired(commit(unit))) == 1
+
+
+class Fragile:
+    """A step with a bug: it fails on suspensions."""
+
+    name = "fragile"
+    topics = frozenset({SS})
+    reads: tuple[str, ...] = ()
+
+    def key_of(self, ev: Any) -> str:
+        return ev.subscriber_id
+
+    def apply(self, state, ev, ctx, reads) -> Result:
+        if ev.kind == "suspended":
+            raise ZeroDivisionError("boom")
+        return Result({"n": (state or {}).get("n", 0) + 1})
+
+
+def test_a_failing_step_quarantines_the_event_and_the_partition_goes_on() -> None:
+    unit, stores = make_unit([Fragile()])
+    evs = [event(SS, "activated", at=0), event(SS, "suspended", at=1, reason="arrears"),
+           event(SS, "resumed", at=2)]
+    stats = unit.process_envelope(envelope(SS, 0, evs))
+    assert stats.dead[(SS, "processing_error")] == 1
+    c = commit(unit)
+    dls = [DeadLetter.model_validate_json(v) for t, _, v in c.outputs if t == "dead-letters"]
+    assert [(d.source_offset, d.reason) for d in dls] == [(1, "processing_error")]
+    assert "ZeroDivisionError: boom" in dls[0].error
+    assert orjson.loads(stores["fragile"].get(0, "S00000001")) == {"n": 2}
+
+
+def test_a_corrupt_envelope_becomes_a_dead_letter() -> None:
+    unit, _ = make_unit()
+    stats = unit.reject_envelope("foresight-packed", 2, 17, b"garbage", "bad magic")
+    assert stats.dead[("foresight-packed", "invalid")] == 1
+    c = commit(unit)
+    (dl,) = [DeadLetter.model_validate_json(v) for t, _, v in c.outputs if t == "dead-letters"]
+    assert (dl.source_partition, dl.source_offset, dl.value_bytes) == (2, 17, 7)
