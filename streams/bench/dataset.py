@@ -162,14 +162,26 @@ def events(count: int, subscribers: int, seed: int = DEFAULT_SEED,
     if subscribers < 1:
         raise ValueError("subscribers must be >= 1")
     rng = random.Random(seed)
-    dumps = orjson.dumps
     for i in range(start, start + count):
         sub = pick_subscriber(rng, subscribers)
         key = subscriber_id(sub).encode()
         if i % 2 == 0:
-            yield SUBSCRIBER_STATE, key, dumps(state_event(rng, i, sub))
+            yield SUBSCRIBER_STATE, key, compact_json(state_event(rng, i, sub))
         else:
-            yield CALL_EVENTS, key, dumps(call_event(rng, i, sub))
+            yield CALL_EVENTS, key, compact_json(call_event(rng, i, sub))
+
+
+def compact_json(obj: object) -> bytes:
+    """``orjson.dumps`` copied into an exactly sized ``bytes``.
+
+    orjson 3.12+ returns bytes whose allocation stays ~4 KB however short the JSON (the
+    buffer is not trimmed): 100k kept results cost ~390 MB of RSS instead of ~25 MB.
+    Anything that *keeps* many encoded values must copy them, as here.
+
+    >>> compact_json({"a": 1})
+    b'{"a":1}'
+    """
+    return bytes(memoryview(orjson.dumps(obj)))
 
 
 def invalid_event(i: int) -> bytes:

@@ -106,42 +106,60 @@ def truncate(settings: Settings, topic: str, partitions: int) -> None:
     Foresight's packed topic is named by the prefix only; without this, a second worker run
     over the same inputs would re-read the first run's envelopes instead of packing anew.
     """
-    ends = end_offsets(settings, topic, partitions)
-    tps = [TopicPartition(topic, p, off) for p, off in ends.items() if off > 0]
-    if not tps:
-        return
-    for tp, fut in admin(settings).delete_records(tps, operation_timeout=30).items():
+    from confluent_kafka import OFFSET_END
+
+    adm = admin(settings)  # keep a reference: a collected client never completes its futures
+    futures = adm.delete_records([TopicPartition(topic, p, OFFSET_END) for p in range(partitions)],
+                                 operation_timeout=30, request_timeout=30)
+    for tp, fut in futures.items():
         try:
-            fut.result()
+            fut.result(timeout=60)
         except Exception as exc:
-            raise BrokerError(f"cannot truncate {tp.topic}[{tp.partition}]: {exc}") from exc
+            raise BrokerError(f"cannot truncate {tp.topic}[{tp.partition}]: {exc!r}") from exc
 
 
-def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print) -> None:
-    """Delete the consumer groups and topics whose names contain ``tag`` (best effort)."""
+def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print,
+            group_wait_s: float = 30.0) -> None:
+    """Delete the topics and consumer groups whose names contain ``tag`` (best effort).
+
+    A group whose last member just left can still read as non-empty for a few seconds
+    (seen with the packer's group right after a clean worker exit), so deleting groups is
+    retried for ``group_wait_s``; groups with committed offsets would otherwise linger on
+    the shared broker for the offsets retention (7 days).
+    """
     if len(tag) < 6:
         raise ValueError("refusing to clean up with a tag shorter than 6 characters")
     adm = admin(settings)
+    topics = [t for t in adm.list_topics(timeout=15).topics if tag in t]
+    if topics:
+        for t, fut in adm.delete_topics(topics, operation_timeout=60).items():
+            try:
+                fut.result(timeout=90)
+            except Exception as exc:
+                log(f"could not delete topic {t}: {exc}")
+        log(f"deleted {len(topics)} topics of run {tag}")
     try:
-        groups = [g.group_id for g in adm.list_consumer_groups(request_timeout=15).result().valid
+        groups = [g.group_id for g in adm.list_consumer_groups(request_timeout=15).result(timeout=30).valid
                   if tag in g.group_id]
-        if groups:
-            for g, fut in adm.delete_consumer_groups(groups, request_timeout=15).items():
-                try:
-                    fut.result()
-                except Exception as exc:
-                    log(f"could not delete consumer group {g}: {exc}")
     except Exception as exc:
         log(f"could not list consumer groups: {exc}")
-    topics = [t for t in adm.list_topics(timeout=15).topics if tag in t]
-    if not topics:
         return
-    for t, fut in adm.delete_topics(topics, operation_timeout=60).items():
-        try:
-            fut.result()
-        except Exception as exc:
-            log(f"could not delete topic {t}: {exc}")
-    log(f"deleted {len(topics)} topics of run {tag}")
+    deadline = time.monotonic() + group_wait_s
+    while groups:
+        failed: dict[str, Exception] = {}
+        for g, fut in adm.delete_consumer_groups(groups, request_timeout=15).items():
+            try:
+                fut.result(timeout=30)
+            except Exception as exc:
+                failed[g] = exc
+        groups = list(failed)
+        if not groups:
+            break
+        if time.monotonic() > deadline:
+            for g, exc in failed.items():
+                log(f"could not delete consumer group {g}: {exc}")
+            break
+        time.sleep(2.0)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -15,9 +15,9 @@ group joins and client start-up are excluded for every line alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -60,7 +60,16 @@ class Tally:
         seconds = (self.last or time.perf_counter()) - (self.first or time.perf_counter())
         return {"events": self.n, "seconds": seconds,
                 "rate": self.n / seconds if seconds > 0 else 0.0,
-                "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, **extra}
+                "rss_bytes": peak_rss(), **extra}
+
+
+def peak_rss() -> int:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over ``exec``
+    from the forking parent, so every child would report the harness's own peak."""
+    for row in Path("/proc/self/status").read_text().splitlines():
+        if row.startswith("VmHWM:"):
+            return int(row.split()[1]) * 1024
+    return 0
 
 
 # --- aiokafka --------------------------------------------------------------------------------
@@ -130,10 +139,8 @@ def faust_line(cfg: dict[str, Any], *, table: bool) -> dict[str, Any]:
                 os.kill(os.getpid(), signal.SIGTERM)  # the worker's own graceful shutdown
 
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    try:
+    with contextlib.suppress(SystemExit):
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
     return out
 
 

@@ -11,6 +11,7 @@ started in its own session, so the whole tree (Faust threads, librdkafka) dies w
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -61,10 +62,8 @@ def stop(proc: subprocess.Popen[Any], grace: float = 15.0) -> int | None:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # unkillable: give up
                 proc.wait(10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - unkillable
-                pass
     else:
         _signal_group(proc, signal.SIGKILL)  # stray grandchildren of an exited child
     LIVE.discard(proc)
@@ -72,10 +71,8 @@ def stop(proc: subprocess.Popen[Any], grace: float = 15.0) -> int | None:
 
 
 def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def kill_all() -> None:
@@ -107,8 +104,9 @@ class Child:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith(RESULT):
-                self.result = json.loads(line[len(RESULT):])
+            at = line.find(RESULT)  # Faust may prefix terminal control codes
+            if at >= 0:
+                self.result = json.loads(line[at + len(RESULT):])
             else:
                 self._keep(line)
 
@@ -116,8 +114,9 @@ class Child:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith(PROGRESS):
-                self.progress = int(line[len(PROGRESS):])
+            at = line.find(PROGRESS)
+            if at >= 0:
+                self.progress = int(line[at + len(PROGRESS):])
                 if self.on_progress is not None:
                     self.on_progress(self.name, self.progress, self.expected)
             else:
@@ -153,10 +152,8 @@ class Child:
             return self.result
         finally:
             if self.result is not None:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(grace)  # let it leave its consumer group cleanly
-                except subprocess.TimeoutExpired:
-                    pass
             stop(self.proc, grace=5.0)
             if self._log is not None:
                 self._log.close()

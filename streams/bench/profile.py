@@ -15,6 +15,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+#: Frames every sample of a thread passes through: they say nothing about the cost.
+_PLUMBING = frozenset({
+    "_bootstrap", "_bootstrap_inner", "run", "run_forever", "run_until_complete", "_run_once",
+    "_run", "<module>", "main", "execute_from_commandline", "cmd_worker", "run_worker", "worker",
+})
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -61,7 +66,8 @@ def summarize_collapsed(text: str, top: int = 20) -> str:
         if frames:
             self_time[frames[-1]] += n
         for f in set(frames):
-            inclusive[f] += n
+            if f.split(" (", 1)[0] not in _PLUMBING:
+                inclusive[f] += n
 
     def block(title: str, counts: Counter[str]) -> list[str]:
         rows = [title]

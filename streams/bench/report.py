@@ -149,7 +149,8 @@ def format_table(summaries: Sequence[Summary]) -> str:
             _ratio_text(ratio(s.rate, rates.get(BASELINES[1]))),
             _num(None if s.rss_bytes is None else s.rss_bytes / 2**20),
         ])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    measured = [r for r in rows if r[1] != "FAILED"]
+    widths = [max(len(str(r[i])) for r in [header, *measured]) for i in range(len(header))]
     lines = []
     for r in [header, *rows]:
         if r[1] == "FAILED":
@@ -201,6 +202,7 @@ def machine_info(broker: str, kafka_version: str | None) -> dict[str, Any]:
         librdkafka = "not installed"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "load_avg_1m": os.getloadavg()[0],
@@ -216,10 +218,26 @@ def machine_info(broker: str, kafka_version: str | None) -> dict[str, Any]:
     }
 
 
+def git_commit() -> str:
+    """The code measured: HEAD of the checkout, ``+dirty`` when tracked files differ."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def format_machine(info: dict[str, Any]) -> str:
     """Machine facts in two readable lines."""
     return (f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_avg_1m']:.2f} at start; "
             f"Python {info['python']}, Apache Kafka {info['kafka']} at {info['broker']}\n"
             f"clients: confluent-kafka {info['confluent_kafka']} (librdkafka {info['librdkafka']}), "
             f"aiokafka {info['aiokafka']}, faust-streaming {info['faust_streaming']}, "
-            f"quixstreams {info['quixstreams']}, orjson {info['orjson']}; date {info['date']}")
+            f"quixstreams {info['quixstreams']}, orjson {info['orjson']}; date {info['date']}, "
+            f"code {info.get('commit', 'unknown')}")

@@ -54,7 +54,7 @@ def parse_metrics(text: str) -> Series:
 
 def total(series: Series, name: str) -> float:
     """Sum of every series of metric ``name`` (0 when absent)."""
-    return sum(series.get(name, {}).values())
+    return float(sum(series.get(name, {}).values()))
 
 
 def by_label(series: Series, name: str) -> dict[str, float]:
@@ -103,19 +103,26 @@ class Worker:
 
     def scrape(self, timeout: float = 1.0) -> Series | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
                                         timeout=timeout) as resp:
                 self.last = parse_metrics(resp.read().decode())
                 return self.last
         except OSError:
             return None
 
-    def log_tail(self, lines: int = 4) -> str:
+    def log_tail(self, lines: int = 3) -> str:
+        """The last warnings/errors of the worker's log (else its last lines)."""
         try:
             rows = [r.strip() for r in self.log_path.read_text(errors="replace").splitlines() if r.strip()]
         except OSError:
             return "(no log)"
-        return " | ".join(rows[-lines:]) or "(empty log)"
+        loud = [r for r in rows if "WARNING]" in r or "ERROR]" in r or "Error" in r]
+        picked = (loud or rows)[-lines:]
+        return " | ".join(r[:300] for r in picked) or "(empty log)"
+
+
+def _tails(ws: list[Worker]) -> str:
+    return " || ".join(f"{w.name}: {w.log_tail()}" for w in ws)
 
 
 def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
@@ -123,7 +130,7 @@ def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
     """Launch ``foresight worker`` configured only through its environment variables."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORESIGHT_")}
+    env = dict(os.environ)  # other FORESIGHT_* settings (SASL, batch sizes...) still apply
     env.update({
         "FORESIGHT_TOPIC_PREFIX": settings.topic_prefix,
         "FORESIGHT_APP_ID": app_id,
@@ -145,8 +152,13 @@ def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
 
 def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers: int,
              scratch: Path, timeout: float, progress: ProgressFn | None = None,
-             profile_to: Path | None = None, poll_s: float = 0.02) -> LineResult:
-    """Run ``workers`` workers over the pre-filled inputs until N are committed; measure."""
+             profile_to: Path | None = None, poll_s: float = 0.02,
+             stall_s: float = 90.0) -> LineResult:
+    """Run ``workers`` workers over the pre-filled inputs until N are committed; measure.
+
+    Fails early, naming what it saw, when nothing new was committed for ``stall_s`` after
+    the packer had packed everything (a worker stuck in a rebalance or recovery).
+    """
     ws = [start_worker(settings, app_id=app_id, worker_id=f"{app_id}-w{i}",
                        home=scratch / f"{app_id}-w{i}", log_path=scratch / f"{app_id}-w{i}.log")
           for i in range(workers)]
@@ -154,7 +166,8 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
     spy_tried = profile_to is None
     t0 = time.monotonic()
     marks: dict[str, float] = {}
-    packed = committed = 0.0
+    packed = committed = last_committed = 0.0
+    last_change = t0
     next_report = 0.0
     try:
         while True:
@@ -178,13 +191,21 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
             if committed >= events:
                 marks["commit_all"] = now
                 break
+            if committed != last_committed:
+                last_committed, last_change = committed, now
+            elif packed >= events and now - last_change > stall_s:
+                raise procs.LineFailed(
+                    f"{line}: stalled: committed stayed at {committed:,.0f} of {events:,} for "
+                    f"{stall_s:.0f} s although the packer packed {packed:,.0f}; per worker "
+                    + ", ".join(f"{w.name} {total(w.last, 'foresight_committed_records_total'):,.0f}"
+                                for w in ws) + f"; log: {_tails(ws)}")
             if progress is not None and now >= next_report:
                 next_report = now + 0.5
                 progress(line, int(committed), events)
             if now - t0 > timeout:
                 raise procs.LineFailed(
                     f"{line}: timed out after {timeout:.0f} s: packer saw {packed:,.0f}, "
-                    f"committed {committed:,.0f} of {events:,} events; log: {ws[0].log_tail()}")
+                    f"committed {committed:,.0f} of {events:,} events; log: {_tails(ws)}")
             time.sleep(poll_s)
         if progress is not None:
             progress(line, int(committed), events)
@@ -193,11 +214,13 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
             w.scrape()
         return _result(line, ws, events, marks, t0)
     finally:
-        profile = _stop_profiler(spy) if spy else None
+        if spy is not None and profile_to is not None:
+            try:  # before the workers stop: shutdown is not what we profile
+                profile_to.write_text(_stop_profiler(spy) or "py-spy wrote no samples\n")
+            except Exception as exc:
+                profile_to.write_text(f"profiling failed: {exc!r}\n")
         for w in ws:
             procs.stop(w.proc, grace=20.0)
-        if profile_to and profile is not None:
-            profile_to.write_text(profile)
         for w in ws:
             shutil.rmtree(scratch / w.name, ignore_errors=True)
 

@@ -1,0 +1,119 @@
+"""``foresight bench``: argparse wiring, found by ``streams.cli`` (see ``_plugins``).
+
+Heavy imports (Kafka clients, Faust, Quix) happen only when a benchmark runs, so
+``foresight --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+INGEST_HELP = """\
+Produce a deterministic dataset once to fresh topics, then read it with every line, each
+in its own process, from the beginning with a fresh group:
+  aiokafka-raw       AIOKafkaConsumer getmany + orjson (the client's ceiling)
+  faust-passthrough  a bare faust-streaming agent, decode only
+  faust-table        the same plus one changelogged table write per event
+  quix-state         Quix Streams with per-key RocksDB state + changelog
+  foresight          the real 'foresight worker' (packer, pipeline, transactions)
+  foresight-x2       two workers in one group (with --workers 2)
+then measure end-to-end latency at half the foresight rate through dead letters.
+Rates are ratios against aiokafka-raw and quix-state of the same run: compare those
+across machines, not the absolute figures.
+"""
+
+
+def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``bench ingest`` and ``bench restore`` to the ``foresight`` command."""
+    p = sub.add_parser("bench", help="benchmarks with baselines (ingest, restore)",
+                       description="Repeatable benchmarks that always run their baselines "
+                       "beside the measurement, on the same broker and records.")
+    acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    i = acts.add_parser("ingest", help="throughput of Foresight vs aiokafka, Faust, Quix; latency",
+                        description=INGEST_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(i)  # --partitions (default 4) comes from here
+    i.add_argument("--events", type=int, default=200_000, help="input events (default 200000)")
+    i.add_argument("--subscribers", type=int, default=100_000, help="distinct keys (default 100000)")
+    i.add_argument("--repeat", type=int, default=1, help="runs per line; median and min-max")
+    i.add_argument("--lines", default="all", help="'all' or a comma list of line names")
+    i.add_argument("--workers", type=int, default=1, choices=(1, 2),
+                   help="2 adds the foresight-x2 line (two workers, one group)")
+    i.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json",
+                   help="write every raw result here")
+    i.add_argument("--latency-seconds", type=float, default=20.0,
+                   help="length of the half-load latency phase; 0 skips it (default 20)")
+    i.add_argument("--keep", action="store_true", help="keep the run's topics for inspection")
+    i.add_argument("--line-timeout", type=float, help="seconds per line (default 120 + events/500)")
+    i.add_argument("--seed", type=int, help="dataset seed (default fixed: same bytes every run)")
+    i.add_argument("--profile", type=Path, metavar="OUT.txt",
+                   help="one extra foresight run under py-spy; write where its time goes")
+    i.add_argument("--poll-ms", type=int, default=20, help="/metrics polling period (default 20)")
+    i.set_defaults(func=cmd_ingest)
+
+    r = acts.add_parser("restore", help="state restore time and memory for N subscribers",
+                        description="Write N realistic unified-view states to a compacted "
+                        "changelog in Kafka transactions, as the worker does, then time "
+                        "restore_partition into each store backend (each in a fresh process).")
+    common(r)
+    r.add_argument("--subscribers", type=int, default=1_000_000, help="states (default 1000000)")
+    r.add_argument("--store", default="memory,rocksdb", help="backends to time (memory,rocksdb)")
+    r.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
+    r.add_argument("--keep", action="store_true", help="keep the changelog topic")
+    r.add_argument("--timeout", type=float, default=1800.0, help="seconds per restore")
+    r.set_defaults(func=cmd_restore)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from streams.cli import ensure_broker, settings_from
+
+    settings = settings_from(args)
+    ensure_broker(settings, quiet=True)
+    return settings
+
+
+def _interrupt_on_term() -> None:
+    """SIGTERM cleans up like Ctrl-C: children killed, run topics deleted."""
+    def raise_interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from streams.bench.dataset import DEFAULT_SEED
+    from streams.bench.ingest import IngestOptions, resolve_lines, run_ingest
+    from streams.errors import ConfigError
+
+    try:
+        lines = resolve_lines(args.lines, args.workers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if args.events < 1 or args.subscribers < 1 or args.repeat < 1:
+        raise ConfigError("--events, --subscribers and --repeat must be at least 1")
+    settings = _settings(args)
+    _interrupt_on_term()
+    opts = IngestOptions(
+        events=args.events, partitions=settings.partitions, subscribers=args.subscribers,
+        repeat=args.repeat, lines=lines, latency_seconds=args.latency_seconds,
+        line_timeout=args.line_timeout, seed=args.seed if args.seed is not None else DEFAULT_SEED,
+        keep=args.keep, json_out=args.json_out, profile=args.profile, poll_ms=args.poll_ms)
+    return run_ingest(settings, opts)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from streams.bench.restore import RestoreOptions, run_restore
+    from streams.errors import ConfigError
+
+    stores = tuple(s.strip() for s in args.store.split(",") if s.strip())
+    if not stores or any(s not in ("memory", "rocksdb") for s in stores):
+        raise ConfigError("--store takes memory, rocksdb or memory,rocksdb")
+    settings = _settings(args)
+    _interrupt_on_term()
+    return run_restore(settings, RestoreOptions(
+        subscribers=args.subscribers, stores=stores, json_out=args.json_out, keep=args.keep,
+        timeout=args.timeout))
