@@ -47,6 +47,8 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
                    help="write every raw result here")
     i.add_argument("--latency-seconds", type=float, default=20.0,
                    help="length of the half-load latency phase; 0 skips it (default 20)")
+    i.add_argument("--latency-load", type=float, default=0.5,
+                   help="latency phase rate as a fraction of the measured foresight rate (0.5)")
     i.add_argument("--keep", action="store_true", help="keep the run's topics for inspection")
     i.add_argument("--line-timeout", type=float, help="seconds per line (default 120 + events/500)")
     i.add_argument("--seed", type=int, help="dataset seed (default fixed: same bytes every run)")
@@ -61,7 +63,8 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
                         "restore_partition into each store backend (each in a fresh process).")
     common(r)
     r.add_argument("--subscribers", type=int, default=1_000_000, help="states (default 1000000)")
-    r.add_argument("--store", default="memory,rocksdb", help="backends to time (memory,rocksdb)")
+    r.add_argument("--store", default="memory,rocksdb",
+                   help="backends to time: memory, rocksdb, and none (the consumer alone)")
     r.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
     r.add_argument("--keep", action="store_true", help="keep the changelog topic")
     r.add_argument("--timeout", type=float, default=1800.0, help="seconds per restore")
@@ -95,11 +98,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     if args.events < 1 or args.subscribers < 1 or args.repeat < 1:
         raise ConfigError("--events, --subscribers and --repeat must be at least 1")
+    if not 0 < args.latency_load <= 2:
+        raise ConfigError("--latency-load is a fraction of the measured rate, e.g. 0.5")
     settings = _settings(args)
     _interrupt_on_term()
     opts = IngestOptions(
         events=args.events, partitions=settings.partitions, subscribers=args.subscribers,
         repeat=args.repeat, lines=lines, latency_seconds=args.latency_seconds,
+        latency_fraction=args.latency_load,
         line_timeout=args.line_timeout, seed=args.seed if args.seed is not None else DEFAULT_SEED,
         keep=args.keep, json_out=args.json_out, profile=args.profile, poll_ms=args.poll_ms)
     return run_ingest(settings, opts)
@@ -110,8 +116,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from streams.errors import ConfigError
 
     stores = tuple(s.strip() for s in args.store.split(",") if s.strip())
-    if not stores or any(s not in ("memory", "rocksdb") for s in stores):
-        raise ConfigError("--store takes memory, rocksdb or memory,rocksdb")
+    if not stores or any(s not in ("memory", "rocksdb", "none") for s in stores):
+        raise ConfigError("--store takes a comma list of memory, rocksdb, none")
     settings = _settings(args)
     _interrupt_on_term()
     return run_restore(settings, RestoreOptions(

@@ -41,6 +41,7 @@ class IngestOptions:
     repeat: int = 1
     lines: tuple[str, ...] = ALL_LINES
     latency_seconds: float = 20.0
+    latency_fraction: float = 0.5
     line_timeout: float | None = None
     seed: int = dataset.DEFAULT_SEED
     keep: bool = False
@@ -190,9 +191,12 @@ def _latency(base: Settings, tag: str, opts: IngestOptions, records: list[Any],
     from streams.bench.latency import run_latency
 
     try:
-        return run_latency(base, prefix=f"{base.topic_prefix}{tag}L.", app_id=f"{tag}-lat",
-                           partitions=opts.partitions, rate=statistics.median(rates) / 2,
-                           seconds=opts.latency_seconds, records=records, scratch=scratch, say=say)
+        result = run_latency(base, prefix=f"{base.topic_prefix}{tag}L.", app_id=f"{tag}-lat",
+                             partitions=opts.partitions,
+                             rate=statistics.median(rates) * opts.latency_fraction,
+                             seconds=opts.latency_seconds, records=records, scratch=scratch, say=say)
+        result["load"] = opts.latency_fraction
+        return result
     except procs.LineFailed as exc:
         return {"error": str(exc)}
     except Exception as exc:

@@ -91,14 +91,20 @@ def run_latency(base: Settings, *, prefix: str, app_id: str, partitions: int, ra
         producer.flush(30)
         kafka.wait_for(lambda: len(clock.latencies_ms) >= invalid or not clock.is_alive(), 30, 0.1)
         lat = list(clock.latencies_ms)
+        series = worker.scrape() or {}
+        envelopes = total(series, "foresight_envelopes_total")
+        committed = total(series, "foresight_committed_records_total")
         result: dict[str, Any] = {
-            "rate": rate, "seconds": seconds, "produced": sent, "achieved_rate": sent / elapsed,
-            "expected": invalid, "count": len(lat),
-            "committed": int(_committed(worker)),
+            "rate": rate, "load": None, "seconds": seconds, "produced": sent, "achieved_rate": sent / elapsed,
+            "expected": invalid, "count": len(lat), "committed": int(committed),
+            "commits": int(total(series, "foresight_commits_total")),
+            "avg_envelope_events": committed / envelopes if envelopes else None,
         }
         if lat:
+            q = max(1, len(lat) // 4)  # arrival order: a growing backlog shows as a rising p50
             result.update(p50_ms=percentile(lat, 50), p99_ms=percentile(lat, 99), max_ms=max(lat),
-                          min_ms=min(lat))
+                          min_ms=min(lat), p50_first_quarter_ms=percentile(lat[:q], 50),
+                          p50_last_quarter_ms=percentile(lat[-q:], 50))
         if clock.error is not None:
             result["error"] = f"dead-letter consumer failed: {clock.error!r}"
         elif len(lat) != invalid:

@@ -172,9 +172,16 @@ def format_latency(lat: dict[str, Any] | None) -> str:
         return "latency: not measured"
     if lat.get("error"):
         return f"latency: FAILED: {lat['error']}"
-    return (f"latency at {lat['rate']:,.0f} events/s (half load): {lat['count']}/{lat['expected']} "
+    load = lat.get("load") or 0.5
+    share = "half load" if load == 0.5 else f"{load:.2f} of the measured rate"
+    text = (f"latency at {lat['rate']:,.0f} events/s ({share}): {lat['count']}/{lat['expected']} "
             f"dead letters, p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
             f"max {lat['max_ms']:.0f} ms")
+    if "p50_first_quarter_ms" in lat:
+        text += (f"; p50 in the first/last quarter {lat['p50_first_quarter_ms']:.0f}/"
+                 f"{lat['p50_last_quarter_ms']:.0f} ms, {lat.get('avg_envelope_events') or 0:.0f} "
+                 f"events per envelope, {lat.get('commits', 0)} commits")
+    return text
 
 
 def _version(dist: str) -> str:

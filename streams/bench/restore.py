@@ -108,11 +108,38 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+class NullBackend:
+    """Keeps nothing: restoring into it measures the consumer alone (``--store none``)."""
+
+    def __init__(self) -> None:
+        self.offset: int | None = None
+        self.data: dict[str, bytes] = {}
+
+    def write(self, items: Any, offset: int | None) -> None:
+        for _ in items:
+            pass
+        if offset is not None:
+            self.offset = offset
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _backend(kind: str, path: Path) -> Any:
+    from streams.store import MemoryBackend, RocksBackend
+
+    if kind == "memory":
+        return MemoryBackend()
+    if kind == "rocksdb":
+        return RocksBackend(path)
+    return NullBackend()
+
+
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
     """Restore every partition into one backend; measure time and memory (child side)."""
     from confluent_kafka import Consumer
 
-    from streams.store import MemoryBackend, RocksBackend, restore_partition
+    from streams.store import restore_partition
 
     workdir = Path(cfg["workdir"])
     consumer = Consumer({  # as ForesightApp.foresight_restore_consumer
@@ -126,7 +153,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     records = 0
     started = time.perf_counter()
     for p in range(cfg["partitions"]):
-        part = MemoryBackend() if cfg["backend"] == "memory" else RocksBackend(workdir / f"p{p}")
+        part = _backend(cfg["backend"], workdir / f"p{p}")
         parts[p] = part
         records += restore_partition(consumer, cfg["topic"], p, 0, part)
         procs.emit_progress(records)
@@ -135,7 +162,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     consumer.close()
     gc.collect()
     settled = _rss()
-    if cfg["backend"] == "memory":
+    if cfg["backend"] != "rocksdb":
         keys = sum(len(part) for part in parts.values())
         state_bytes = sum(len(k) + len(v) for part in parts.values() for k, v in part.data.items())
         disk = 0

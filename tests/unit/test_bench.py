@@ -184,3 +184,23 @@ def test_profile_summary_by_thread_and_function() -> None:
     assert "75.0%       30  MainThread" in text
     assert "validate_json (type_adapter.py)" in text
     assert summarize_collapsed("").startswith("no samples")
+
+
+def test_restore_null_backend_keeps_nothing_but_the_offset() -> None:
+    from streams.bench.restore import NullBackend
+
+    b = NullBackend()
+    b.write([("k", b"v")], None)
+    b.write((), 41)
+    assert (len(b), b.offset) == (0, 41)
+
+
+def test_restore_views_are_real_unified_views() -> None:
+    from streams.bench.restore import build_views
+
+    views = list(build_views(50))
+    assert len(views) == 50 and len({k for k, _ in views}) == 50
+    view = orjson.loads(views[0][1])
+    assert view["subscriber_id"] == views[0][0].decode()
+    assert {"bss", "hss"} & set(view["systems"])
+    assert 300 < statistics.mean(len(v) for _, v in views) < 3000
