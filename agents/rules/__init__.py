@@ -1,0 +1,1 @@
+"""Rule catalogs shipped with Foresight (YAML data, loaded with importlib.resources)."""
