@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.audit.durations import parse_duration
-from agents.audit.facts import FUNCTIONS, ITEM_KINDS, PRODUCT_FIELDS, Dep, Env
+from agents.audit.facts import FUNCTIONS, Dep, Env
+from agents.audit.items import ITEM_KINDS, PRODUCT_FIELDS
 
 Fn = Callable[[Env], Any]
 

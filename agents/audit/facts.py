@@ -15,7 +15,7 @@ reported.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,13 +102,13 @@ _STAMP = re.compile("\u27e8(-?\\d+)\u27e9")
 def expand(text: str) -> str:
     """Evidence text with its stamps as ISO times.
 
-    >>> expand(_at("active", 1_795_654_800_000))
+    >>> expand(reported("active", 1_795_654_800_000))
     'active @ 2026-11-26T01:00:00Z'
     """
     return _STAMP.sub(lambda m: iso(int(m.group(1))), text) if "\u27e8" in text else text
 
 
-def _at(text: str, t: int | None) -> str:
+def reported(text: str, t: int | None) -> str:
     return f"{text} @ {stamp(t)}"
 
 
@@ -124,7 +124,7 @@ def f_status(env: Env, system: str) -> str | None:
             env.note(f"{system}.status", "none", None)
         else:
             why = f" ({slot['reason']})" if slot.get("reason") else ""
-            env.note(f"{system}.status", _at(f"{slot['v']}{why}", slot["t"]), slot["t"])
+            env.note(f"{system}.status", reported(f"{slot['v']}{why}", slot["t"]), slot["t"])
     return slot["v"] if slot else None
 
 
@@ -132,7 +132,7 @@ def f_reason(env: Env, system: str) -> str | None:
     slot = _slot(env, system, "status")
     reason = slot.get("reason") if slot else None
     if env.explain is not None and slot is not None:
-        env.note(f"{system}.status", _at(f"{slot['v']} ({reason})" if reason else slot["v"],
+        env.note(f"{system}.status", reported(f"{slot['v']} ({reason})" if reason else slot["v"],
                                          slot["t"]), slot["t"])
     return reason
 
@@ -150,14 +150,14 @@ def f_time_of(env: Env, system: str, fact: str) -> int | None:
     slot = _slot(env, system, fact)
     t = slot["t"] if slot else None
     if env.explain is not None:
-        env.note(f"{system}.{fact}", _at(str(slot["v"]), t) if slot else "never", t)
+        env.note(f"{system}.{fact}", reported(str(slot["v"]), t) if slot else "never", t)
     return t
 
 
 def _plan(env: Env) -> dict[str, Any] | None:
     slot = _slot(env, "bss", "plan")
     if slot is not None and env.explain is not None:
-        env.note("bss.plan", _at(f"{slot['v']} [{','.join(slot['networks'])}]", slot["t"]),
+        env.note("bss.plan", reported(f"{slot['v']} [{','.join(slot['networks'])}]", slot["t"]),
                  slot["t"])
     return slot
 
@@ -175,7 +175,7 @@ def f_plan_networks(env: Env) -> list[str] | None:
 def f_signing(env: Env) -> list[str] | None:
     slot = _slot(env, "hss", "signing")
     if env.explain is not None:
-        env.note("hss.signing", _at(",".join(slot["v"]) or "nothing", slot["t"]) if slot
+        env.note("hss.signing", reported(",".join(slot["v"]) or "nothing", slot["t"]) if slot
                  else "never reported", slot["t"] if slot else None)
     return slot["v"] if slot else None
 
@@ -183,7 +183,7 @@ def f_signing(env: Env) -> list[str] | None:
 def f_registered(env: Env) -> bool:
     slot = _slot(env, "hss", "registered")
     if env.explain is not None:
-        env.note("hss.registered", _at(f"{slot['v']} on {slot.get('cell')}", slot["t"]) if slot
+        env.note("hss.registered", reported(f"{slot['v']} on {slot.get('cell')}", slot["t"]) if slot
                  else "never", slot["t"] if slot else None)
     return slot is not None
 
@@ -193,21 +193,21 @@ def f_balance(env: Env) -> int | None:
     if slot is None:
         return None
     if env.explain is not None:
-        env.note("billing.balance", _at(money(slot["v"]), slot["t"]), slot["t"])
+        env.note("billing.balance", reported(money(slot["v"]), slot["t"]), slot["t"])
     return slot["v"]
 
 
 def f_arrears(env: Env) -> int | None:
     slot = _slot(env, "billing", "arrears")
     if slot is not None and env.explain is not None:
-        env.note("billing.arrears", _at(money(slot["v"]), slot["t"]), slot["t"])
+        env.note("billing.arrears", reported(money(slot["v"]), slot["t"]), slot["t"])
     return slot["v"] if slot else None
 
 
 def f_topup_time(env: Env) -> int | None:
     slot = _slot(env, "billing", "topup")
     if slot is not None and env.explain is not None:
-        env.note("billing.topup", _at(f"{money(slot['v'])} via {slot.get('channel')}",
+        env.note("billing.topup", reported(f"{money(slot['v'])} via {slot.get('channel')}",
                                       slot["t"]), slot["t"])
     return slot["t"] if slot else None
 
@@ -252,7 +252,7 @@ def f_port_out_deadline(env: Env) -> int | None:
     if po is None:
         return None
     if env.explain is not None:
-        env.note("mnp.port_out", _at(f"to {po.get('recipient')}, deadline {stamp(po['deadline'])}",
+        env.note("mnp.port_out", reported(f"to {po.get('recipient')}, deadline {stamp(po['deadline'])}",
                                      po["t"]), po["t"])
     return po["deadline"]
 
@@ -260,7 +260,7 @@ def f_port_out_deadline(env: Env) -> int | None:
 def f_profile(env: Env, name: str) -> Any:
     slot = env.view["profile"].get(name)
     if slot is not None and env.explain is not None:
-        env.note(f"profile.{name}", _at(str(slot["v"]), slot["t"]), slot["t"])
+        env.note(f"profile.{name}", reported(str(slot["v"]), slot["t"]), slot["t"])
     return slot["v"] if slot else None
 
 
@@ -272,117 +272,6 @@ def f_max(env: Env, *values: Any) -> Any:
 def f_min(env: Env, *values: Any) -> Any:
     present = [v for v in values if v is not None]
     return min(present) if present else None
-
-
-# --- item fields ---------------------------------------------------------------------------
-def _order(env: Env, raw: dict[str, Any], rid: str) -> dict[str, Any] | None:
-    slot = raw.get("order")
-    if slot is not None and env.explain is not None:
-        env.note(f"product.{rid}.order", _at(slot["v"], slot["t"]), slot["t"])
-    return slot
-
-
-def _prov(env: Env, raw: dict[str, Any], rid: str) -> dict[str, Any] | None:
-    slot = raw.get("prov")
-    if env.explain is not None:
-        env.note(f"product.{rid}.provisioned",
-                 _at(f"{str(slot['v']).lower()} by {slot.get('by')}", slot["t"]) if slot
-                 else f"never by {raw.get('platform')}", slot["t"] if slot else None)
-    return slot
-
-
-def _v(slot: dict[str, Any] | None) -> Any:
-    return slot["v"] if slot else None
-
-
-def _t(slot: dict[str, Any] | None) -> int | None:
-    return slot["t"] if slot else None
-
-
-def _charge(env: Env, raw: dict[str, Any], rid: str) -> dict[str, Any]:
-    if env.explain is not None:
-        env.note(f"charge.{rid}", _at(f"{money(raw['amount'])} for {raw['item']}", raw["t"]), raw["t"])
-    return raw
-
-
-def _refund(env: Env, rid: str) -> int | None:
-    t = env.refund_times().get(rid)
-    if env.explain is not None:
-        env.note(f"charge.{rid}.refund", stamp(t), t)
-    return t
-
-
-def _grant(env: Env, raw: dict[str, Any], rid: str) -> dict[str, Any]:
-    if env.explain is not None:
-        p, c = raw.get("promised"), raw.get("credited")
-        text = (f"promised {money(raw.get('amount'))}"
-                + (f" @ {stamp(p['t'])}" if p else " (not seen)")
-                + f", due {stamp(raw.get('due_by'))}, credited "
-                + (_at(money(c["v"]), c["t"]) if c else "never"))
-        env.note(f"grant.{rid}", text, max(_t(p) or 0, _t(c) or 0) or None)
-    return raw
-
-
-Getter = Callable[[Env, dict[str, Any], str], Any]
-
-PRODUCT_FIELDS: dict[str, Getter] = {
-    "id": lambda env, raw, rid: rid,
-    "platform": lambda env, raw, rid: raw.get("platform"),
-    "order": lambda env, raw, rid: _v(_order(env, raw, rid)),
-    "order_time": lambda env, raw, rid: _t(_order(env, raw, rid)),
-    "provisioned": lambda env, raw, rid: _v(_prov(env, raw, rid)),
-    "prov_time": lambda env, raw, rid: _t(_prov(env, raw, rid)),
-    "fee": lambda env, raw, rid: raw.get("fee"),
-}
-CHARGE_FIELDS: dict[str, Getter] = {
-    "id": lambda env, raw, rid: rid,
-    "item": lambda env, raw, rid: _charge(env, raw, rid)["item"],
-    "amount": lambda env, raw, rid: _charge(env, raw, rid)["amount"],
-    "time": lambda env, raw, rid: _charge(env, raw, rid)["t"],
-    "kind": lambda env, raw, rid: raw["kind"],
-    "refunded": lambda env, raw, rid: _refund(env, rid) is not None,
-    "refund_time": lambda env, raw, rid: _refund(env, rid),
-}
-GRANT_FIELDS: dict[str, Getter] = {
-    "id": lambda env, raw, rid: rid,
-    "promised": lambda env, raw, rid: _v(_grant(env, raw, rid).get("promised")) is not None,
-    "promised_time": lambda env, raw, rid: _t(_grant(env, raw, rid).get("promised")),
-    "credited": lambda env, raw, rid: _v(_grant(env, raw, rid).get("credited")) is not None,
-    "credit_time": lambda env, raw, rid: _t(_grant(env, raw, rid).get("credited")),
-    "due_by": lambda env, raw, rid: _grant(env, raw, rid).get("due_by"),
-    "amount": lambda env, raw, rid: raw.get("amount"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ItemKind:
-    """What ``each: <kind>`` iterates: its fields, the events that change one item (and the
-    event attribute naming that item), and how to list and find items in a view."""
-
-    name: str
-    fields: dict[str, Getter]
-    kinds: tuple[str, ...]
-    event_attr: str
-
-    def items(self, view: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        if self.name == "charge":
-            return ((c["charge_id"], c) for c in view["charges"] if c["kind"] == "charged")
-        return iter((view["products"] if self.name == "product" else view["grants"]).items())
-
-    def find(self, view: dict[str, Any], item_id: str) -> dict[str, Any] | None:
-        if self.name == "charge":
-            for c in reversed(view["charges"]):
-                if c["charge_id"] == item_id and c["kind"] == "charged":
-                    return c
-            return None
-        return (view["products"] if self.name == "product" else view["grants"]).get(item_id)
-
-
-ITEM_KINDS: dict[str, ItemKind] = {
-    "product": ItemKind("product", PRODUCT_FIELDS, PRODUCT_KINDS, "product_id"),
-    "charge": ItemKind("charge", CHARGE_FIELDS, ("charged", "refunded"), "charge_id"),
-    "grant": ItemKind("grant", GRANT_FIELDS, ("granted",), "grant_id"),
-}
 
 
 # --- the function table --------------------------------------------------------------------

@@ -27,7 +27,8 @@ from typing import Any
 
 from agents.audit.catalog import Catalog, Rule, load_catalog
 from agents.audit.episodes import Emitter, episode_key, split_key
-from agents.audit.facts import ALL_KINDS, ITEM_KINDS, SYSTEMS, Env
+from agents.audit.facts import ALL_KINDS, SYSTEMS, Env
+from agents.audit.items import ITEM_KINDS
 from agents.audit.templates import capture
 from agents.core import EventContext, Output, Result, State
 from agents.unified_view import UnifiedView, ms

@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from string import Formatter
 from typing import Any
 
-from agents.audit.facts import ITEM_KINDS, Env, f_monthly_fee, money
+from agents.audit.facts import Env, f_monthly_fee, money
+from agents.audit.items import ITEM_KINDS
 from schemas.common import mask_msisdn
 
 _EMPTY: dict[str, Any] = {}
