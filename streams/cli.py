@@ -123,7 +123,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = settings_from(
         args, store=args.store, web_port=args.web_port, worker_id=args.worker_id,
-        log_level=args.log_level, run_packer=False if args.no_packer else None,
+        log_level=args.log_level, packer="off" if args.no_packer else args.packer,
         commit_interval_ms=args.commit_interval_ms, batch_linger_ms=args.batch_linger_ms,
         batch_max_events=args.batch_max_events)
     logging.basicConfig(level=settings.log_level.upper(),
@@ -195,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--web-port", type=int, help="metrics/web port (FORESIGHT_WEB_PORT, default 6066)")
     p.add_argument("--worker-id", help="stable id for this worker's transactions (FORESIGHT_WORKER_ID)")
     p.add_argument("--log-level", help="FORESIGHT_LOG_LEVEL (default warning)")
+    p.add_argument("--packer", choices=["process", "thread", "off"],
+                   help="run the packer as a child process (default), a thread, or not at all "
+                   "(FORESIGHT_PACKER)")
     p.add_argument("--no-packer", action="store_true",
-                   help="do not pack inputs here (run 'foresight packer' separately)")
+                   help="same as --packer off: run 'foresight packer' separately")
     p.add_argument("--reference", action="store_true",
                    help="run the slow per-event reference path instead (equivalence checks)")
     p.add_argument("--commit-interval-ms", type=int, help="FORESIGHT_COMMIT_INTERVAL_MS")

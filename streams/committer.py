@@ -102,13 +102,21 @@ class TransactionalCommitter:
             p.begin_transaction()
             produce = p.produce
             for topic, key, value in commit.outputs:
-                self._produce(produce, self.output_topics[topic], value, key, None, None)
+                real = self.output_topics[topic]
+                try:
+                    produce(real, value, key)
+                except BufferError:
+                    self._retry(real, value, key, -1, None)
             for (table, partition), records in commit.changelog.items():
                 topic = self.table_topics[table]
-                last = len(records) - 1
-                for i, (key, value) in enumerate(records):
-                    cb = _track(table, partition) if i == last else None
-                    self._produce(produce, topic, value, key.encode(), partition, cb)
+                # the hot loop of the commit: positional arguments, no per-record wrapper
+                for key, value in records[:-1]:
+                    try:
+                        produce(topic, value, key.encode(), partition)
+                    except BufferError:
+                        self._retry(topic, value, key.encode(), partition, None)
+                key, value = records[-1]
+                self._retry(topic, value, key.encode(), partition, _track(table, partition))
             p.commit_transaction(timeout)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -120,16 +128,12 @@ class TransactionalCommitter:
             raise CommitFailed(f"transaction of {commit.events} events failed: {exc}") from exc
         return offsets
 
-    def _produce(self, produce: Any, topic: str, value: bytes | None, key: bytes,
-                 partition: int | None, cb: Any) -> None:
-        kwargs: dict[str, Any] = {"key": key}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if cb is not None:
-            kwargs["on_delivery"] = cb
+    def _retry(self, topic: str, value: bytes | None, key: bytes, partition: int,
+               cb: Any) -> None:
+        """Produce, waiting for room when librdkafka's local queue is full."""
         while True:
             try:
-                produce(topic, value, **kwargs)
+                self._producer.produce(topic, value, key, partition, cb)
                 return
             except BufferError:
                 self._producer.poll(0.005)

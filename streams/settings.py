@@ -103,9 +103,10 @@ class Settings(BaseSettings):
         "restarted worker gets its input partitions back without waiting for the session "
         "timeout (FORESIGHT_STATIC_MEMBERSHIP)",
     )
-    run_packer: bool = Field(
-        default=True,
-        description="run the packing front stage inside the worker (FORESIGHT_RUN_PACKER)",
+    packer: Literal["process", "thread", "off"] = Field(
+        default="process",
+        description="where the worker runs the packing front stage: a child process (its "
+        "own core), a thread, or off when 'foresight packer' runs elsewhere (FORESIGHT_PACKER)",
     )
 
     @field_validator("store")

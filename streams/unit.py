@@ -403,7 +403,10 @@ class BatchUnit:
         dumps = orjson.dumps
         for table in all_tables:
             for p, dirty in table.dirty.items():
-                enc = {k: (None if v is None else dumps(v)) for k, v in dirty.items()}
+                # exact-size copies: orjson's results keep a ~4 KB buffer each, which would
+                # make a long-running worker's memory store ~4x larger than a restored one
+                enc = {k: (None if v is None else bytes(memoryview(dumps(v))))
+                       for k, v in dirty.items()}
                 table.inflight.setdefault(p, {}).update(enc)
                 changelog[(table.name, p)] = list(enc.items())
             table.dirty = {}
