@@ -138,7 +138,8 @@ def create_app(
                                       key_serializer="raw", value_serializer="raw"),
         )
     unit = BatchUnit(steps, {n: t.data for n, t in tables.items()}, worker_id=worker_id,
-                     max_event_bytes=settings.max_event_bytes)
+                     max_event_bytes=settings.max_event_bytes,
+                     cache_keys=settings.state_cache_keys)
     app.committer = TransactionalCommitter(
         settings.kafka_client_config(),
         transactional_id=f"{settings.app_id}-{worker_id}",

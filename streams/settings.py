@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="state, outputs and progress are committed in one transaction this often "
         "(FORESIGHT_COMMIT_INTERVAL_MS)",
     )
+    state_cache_keys: int = Field(
+        default=20_000, ge=0,
+        description="decoded states kept per table and partition after a commit, so active "
+        "subscribers are not decoded again (FORESIGHT_STATE_CACHE_KEYS)",
+    )
     max_event_bytes: int = Field(
         default=64 * 1024, ge=256,
         description="larger input events go to dead-letters as oversize (FORESIGHT_MAX_EVENT_BYTES)",

@@ -107,21 +107,33 @@ class Stats:
 
 
 class _Table:
-    """A table's state: dirty decoded values over in-flight encoded ones over the store."""
+    """A table's state: dirty decoded values over in-flight encoded ones over the store.
 
-    __slots__ = ("dirty", "inflight", "name", "store", "updates")
+    Decoded values that were committed stay in a small **clean cache** (per partition,
+    oldest written first out), so a subscriber active again soon is not decoded from
+    bytes again. Steps must therefore never mutate a state they report as unchanged.
+    """
 
-    def __init__(self, name: str, store: PartitionStore) -> None:
+    __slots__ = ("clean", "clean_max", "dirty", "inflight", "name", "store", "updates")
+
+    def __init__(self, name: str, store: PartitionStore, clean_max: int = 0) -> None:
         self.name = name
         self.store = store
         self.dirty: dict[int, dict[str, Any]] = {}
         self.inflight: dict[int, dict[str, bytes | None]] = {}
+        self.clean: dict[int, dict[str, Any]] = {}
+        self.clean_max = clean_max
         self.updates = 0
 
     def get(self, p: int, key: str) -> Any:
         d = self.dirty.get(p)
         if d is not None and key in d:
             return d[key]
+        c = self.clean.get(p)
+        if c is not None:
+            v = c.get(key)
+            if v is not None:
+                return v
         f = self.inflight.get(p)
         raw = f[key] if f is not None and key in f else self.store.get(p, key)
         return None if raw is None else orjson.loads(raw)
@@ -132,6 +144,21 @@ class _Table:
             d = self.dirty[p] = {}
         d[key] = value
         self.updates += 1
+
+    def keep_clean(self, p: int, dirty: dict[str, Any]) -> None:
+        """Move just-encoded values into the clean cache, within its bound."""
+        if not self.clean_max:
+            return
+        c = self.clean.get(p)
+        if c is None:
+            c = self.clean[p] = {}
+        for k, v in dirty.items():
+            c.pop(k, None)
+            if v is not None:
+                c[k] = v
+        if len(c) > self.clean_max * 1.25:  # trim in chunks: cheap, and keeps the newest
+            keep = list(c.items())[-self.clean_max:]
+            self.clean[p] = dict(keep)
 
     def items(self, p: int) -> Iterator[tuple[str, Any]]:
         """Current items of partition ``p`` (committed, in flight and dirty)."""
@@ -147,7 +174,8 @@ class BatchUnit:
 
     ``stores`` maps every step name and every name of :func:`system_tables` to a store.
     ``idle_ms`` is how long a partition may stay silent before its clock follows the wall
-    clock (``None`` never: replays and evaluations run on event time only).
+    clock (``None`` never: replays and evaluations run on event time only). ``cache_keys``
+    bounds the decoded states kept per table and partition after they are committed.
     """
 
     def __init__(
@@ -158,6 +186,7 @@ class BatchUnit:
         worker_id: str,
         max_event_bytes: int = 64 * 1024,
         idle_ms: int | None = 5_000,
+        cache_keys: int = 0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         names = [p.name for p in processors]
@@ -168,7 +197,7 @@ class BatchUnit:
         if missing:
             raise ValueError(f"no store for tables {missing}")
         self.processors = list(processors)
-        self.tables = {n: _Table(n, stores[n]) for n in names}
+        self.tables = {n: _Table(n, stores[n], cache_keys) for n in names}
         self.system = {n: _Table(n, stores[n]) for n in systems}
         self.by_topic: dict[str, list[Processor]] = {}
         self.by_name = {p.name: p for p in processors}
@@ -409,6 +438,7 @@ class BatchUnit:
                        for k, v in dirty.items()}
                 table.inflight.setdefault(p, {}).update(enc)
                 changelog[(table.name, p)] = list(enc.items())
+                table.keep_clean(p, dirty)
             table.dirty = {}
             if table.name in self.tables:
                 updates[table.name] = table.updates
@@ -445,6 +475,7 @@ class BatchUnit:
             for table in (*self.tables.values(), *self.system.values()):
                 table.dirty.pop(p, None)
                 table.inflight.pop(p, None)
+                table.clean.pop(p, None)
 
     def read_state(self, table: str, partition: int, key: str) -> State | None:
         """Current state of ``key`` (for queries and tests)."""
