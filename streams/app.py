@@ -21,6 +21,8 @@ from confluent_kafka import Consumer
 from faust.stores import STORES
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from agents.audit.catalog import load_catalog
+from agents.audit.step import Audit
 from agents.call_features import CallFeatures
 from agents.core import Processor
 from agents.unified_view import UnifiedView
@@ -28,6 +30,7 @@ from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
 from sinks.prometheus import register_metrics_page
 from streams import faust_transport
 from streams.committer import TransactionalCommitter
+from streams.errors import ConfigError
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
@@ -38,9 +41,36 @@ from streams.unit import BatchUnit, system_tables
 log = logging.getLogger(__name__)
 
 
-def default_pipeline() -> list[Processor]:
-    """The steps every subscriber event goes through, in order."""
-    return [UnifiedView(), CallFeatures()]
+STEPS = ("unified-view", "call-features", "audit")
+
+
+def default_pipeline(settings: Settings | None = None) -> list[Processor]:
+    """The steps every subscriber event goes through, in order (``FORESIGHT_STEPS``).
+
+    The audit reads the unified view, so it comes after it; a custom rule catalog is
+    loaded from ``FORESIGHT_AUDIT_RULES`` (checked at start: a bad file stops the worker
+    with the file and line of each problem).
+    """
+    names = [n.strip() for n in (settings.steps if settings else ",".join(STEPS)).split(",")
+             if n.strip()]
+    unknown = sorted(set(names) - set(STEPS))
+    if unknown:
+        raise ConfigError(f"unknown steps {unknown} in FORESIGHT_STEPS; known: {', '.join(STEPS)}")
+    steps: list[Processor] = []
+    for name in STEPS:  # canonical order, whatever order they were listed in
+        if name not in names:
+            continue
+        if name == "unified-view":
+            steps.append(UnifiedView())
+        elif name == "call-features":
+            steps.append(CallFeatures())
+        else:
+            if "unified-view" not in names:
+                raise ConfigError("the audit step reads the unified view: add unified-view "
+                                  "to FORESIGHT_STEPS")
+            rules = settings.audit_rules if settings else None
+            steps.append(Audit(load_catalog(rules) if rules else None))
+    return steps
 
 
 class ForesightApp(faust.App):
@@ -88,7 +118,7 @@ def create_app(
     """Build the worker app. ``registry`` defaults to the process-wide Prometheus registry."""
     faust_transport.register()
     STORES.aliases.setdefault("foresight", "streams.store:TableStore")
-    steps = list(pipeline if pipeline is not None else default_pipeline())
+    steps = list(pipeline if pipeline is not None else default_pipeline(settings))
     table_names = (*(s.name for s in steps), *system_tables(steps))
     if create_topics:
         ensure_topics(settings, table_names)
@@ -123,7 +153,8 @@ def create_app(
     )
     app.settings = settings
     app.worker_id = worker_id
-    metrics = Metrics(registry if registry is not None else REGISTRY, table_names)
+    rules = [r.id for s in steps if isinstance(s, Audit) for r in s.catalog.rules]
+    metrics = Metrics(registry if registry is not None else REGISTRY, table_names, rules)
     app.metrics = metrics
 
     tables = {}
@@ -139,7 +170,8 @@ def create_app(
         )
     unit = BatchUnit(steps, {n: t.data for n, t in tables.items()}, worker_id=worker_id,
                      max_event_bytes=settings.max_event_bytes,
-                     cache_keys=settings.state_cache_keys)
+                     cache_keys=settings.state_cache_keys, lateness_ms=settings.timer_lateness_ms,
+                     idle_ms=settings.timer_idle_ms)
     app.committer = TransactionalCommitter(
         settings.kafka_client_config(),
         transactional_id=f"{settings.app_id}-{worker_id}",
@@ -176,9 +208,18 @@ def create_app(
 
     @app.on_partitions_assigned.connect
     async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        unit.forget_partitions({tp.partition for tp in assigned if tp.topic == packed.get_topic_name()})
+        mine = {tp.partition for tp in assigned if tp.topic == packed.get_topic_name()}
+        unit.forget_partitions(mine)
+        # tables are restored by now (Faust restores before this signal)
+        for rule in rules:
+            metrics.audit_open.labels(rule).set(0)
+        runner.recount_open_episodes(mine)
 
-    register_metrics_page(app, metrics.registry)
+    def sync_packer() -> None:
+        if isinstance(app.packer, PackerProcess):
+            app.packer.sync()
+
+    register_metrics_page(app, metrics.registry, before=sync_packer)
 
     if settings.packer == "thread":
         def count(topic: str, n: int) -> None:

@@ -95,7 +95,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from streams.unit import system_tables
 
     settings = settings_from(args)
-    steps = default_pipeline()
+    steps = default_pipeline(settings)
     tables = (*(s.name for s in steps), *system_tables(steps))
     if args.action == "list":
         for spec in topic_specs(settings, tables):
@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _plugins() -> list[Callable[..., None]]:
     """Subcommands that live next to what they run."""
     regs: list[Callable[..., None]] = []
-    for module in ("streams.simulator.command", "streams.bench.command", "streams.demo"):
+    for module in ("streams.simulator.command", "streams.rules_command", "streams.bench.command",
+                   "streams.evaluate", "streams.demo"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -39,7 +39,8 @@ def kinds_of(topic: str) -> list[str]:
 class Metrics:
     """The worker's metrics; one instance per process (or per test)."""
 
-    def __init__(self, registry: CollectorRegistry, tables: Iterable[str] = ()) -> None:
+    def __init__(self, registry: CollectorRegistry, tables: Iterable[str] = (),
+                 rules: Iterable[str] = ()) -> None:
         r = registry
         self.registry = registry
         self.input_events = Counter(
@@ -93,6 +94,24 @@ class Metrics:
             ["topic"], registry=r)
         self.packer_envelopes = Counter(
             "foresight_packer_envelopes_total", "Envelopes produced by the packer.", registry=r)
+        self.audit_alerts = Counter(
+            "foresight_audit_alerts_total",
+            "Audit episodes by rule and transition: fired (a hit), escalated, resolved.",
+            ["rule", "transition"], registry=r)
+        self.audit_open = Gauge(
+            "foresight_audit_open_episodes",
+            "Audit episodes firing now, by rule (partitions owned by this worker).",
+            ["rule"], registry=r)
+        self.audit_time_to_detect = Histogram(
+            "foresight_audit_time_to_detect_seconds",
+            "From the start of an inconsistency (event time) to its alert (wall clock): the "
+            "grace period plus the detection delay, by rule.", ["rule"],
+            buckets=(1, 10, 60, 300, 600, 1800, 3600, 7200, 14400, 86400), registry=r)
+        for rule in rules:
+            for transition in ("fired", "escalated", "resolved"):
+                self.audit_alerts.labels(rule, transition)
+            self.audit_open.labels(rule)
+            self.audit_time_to_detect.labels(rule)
         for topic in INPUT_TOPICS:
             for kind in kinds_of(topic):
                 self.input_events.labels(topic, kind)

@@ -39,7 +39,7 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     from streams.app import default_pipeline
 
     faust_transport.register()
-    steps = list(pipeline if pipeline is not None else default_pipeline())
+    steps = list(pipeline if pipeline is not None else default_pipeline(settings))
     timed = [s for s in steps if hasattr(s, "on_timer")]
     names = [s.name for s in steps] + ([TIMERS_TABLE] if timed else [])
     if create_topics:
@@ -72,6 +72,9 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     logical = {settings.topic(t): t for t in INPUT_TOPICS}
     inputs = app.topic(*logical, schema=raw)
     clocks: dict[int, int] = {}
+    seen: dict[int, dict[str, int]] = {}  # partition -> clock topic -> highest event time
+    clock_topics = {t for step in timed for t in step.topics}
+    lateness = settings.timer_lateness_ms
     pending: dict[int, dict[tuple[str, str], int]] = {}  # partition -> (step, key) -> due
 
     def get(name: str, key: str) -> Any:
@@ -124,7 +127,10 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 continue
             ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now)
             event_ms = int(decoded.event_time.timestamp() * 1000)
-            clocks[p] = max(clocks.get(p, 0), event_ms)
+            if topic in clock_topics:
+                tops = seen.setdefault(p, {})
+                tops[topic] = max(tops.get(topic, 0), event_ms)
+                clocks[p] = max(clocks.get(p, 0), min(tops.values()))
             for step in by_topic.get(topic, ()):
                 key = step.key_of(decoded)
                 if key is None:
@@ -147,13 +153,18 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
             metrics.committed_records.inc()
 
     async def _fire_due(p: int) -> None:
-        clock = clocks[p]
+        clock = clocks.get(p, 0) - lateness
         by_name = {s.name: s for s in timed}
         timers = pending.get(p, {})
-        for (name, key), due in sorted(timers.items(), key=lambda kv: (kv[1], kv[0])):
-            if due <= clock and timers.get((name, key)) == due:
-                schedule(p, name, key, None)
-                await fire(by_name[name], key, due, EventContext("", p, -1, due, datetime.now(UTC)))
+        while True:  # a firing may re-arm a timer that is already due
+            due_now = sorted((due, name, key) for (name, key), due in timers.items() if due <= clock)
+            if not due_now:
+                return
+            for due, name, key in due_now:
+                if timers.get((name, key)) == due:
+                    schedule(p, name, key, None)
+                    ctx = EventContext("", p, -1, due, datetime.now(UTC))
+                    await fire(by_name[name], key, due, ctx)
 
     return app
 

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from schemas.registry import ALERTS
 from streams.committer import TransactionalCommitter
 from streams.envelope import EnvelopeError
 from streams.metrics import Metrics
@@ -75,6 +76,9 @@ class UnitRunner:
         """Commit everything fed so far, then ack it. Serialised: one transaction at a time."""
         async with self._lock:
             started = time.perf_counter()
+            fired = self.unit.tick()  # idle partitions' clocks follow the wall clock
+            if fired:
+                log.debug("%d timers fired on idle partitions", fired)
             commit = self.unit.snapshot()
             acks, self._acks = self._acks, []
             if commit is not None:
@@ -103,3 +107,33 @@ class UnitRunner:
             out[topic] = out.get(topic, 0) + 1
         for topic, n in out.items():
             m.outputs.labels(topic).inc(n)
+        for o in commit.models:
+            if o.topic == ALERTS:
+                self._observe_alert(o.value)
+
+    def _observe_alert(self, alert: Any) -> None:
+        m = self.metrics
+        rule = alert.rule_id
+        if alert.status == "resolved":
+            m.audit_alerts.labels(rule, "resolved").inc()
+            m.audit_open.labels(rule).dec()
+        elif alert.sequence == 1:
+            m.audit_alerts.labels(rule, "fired").inc()
+            m.audit_open.labels(rule).inc()
+            m.audit_time_to_detect.labels(rule).observe(
+                max(0.0, (alert.detected_at - alert.starts_at).total_seconds()))
+        else:
+            m.audit_alerts.labels(rule, "escalated").inc()
+
+    def recount_open_episodes(self, partitions: Any) -> None:
+        """Set the open-episode gauges from the audit table after a rebalance or restore."""
+        if "audit" not in self.unit.tables:
+            return
+        from agents.audit.episodes import open_episodes
+
+        counts: dict[str, int] = {}
+        for state in self.unit.states("audit", partitions):
+            for rule, n in open_episodes(state).items():
+                counts[rule] = counts.get(rule, 0) + n
+        for rule, n in counts.items():
+            self.metrics.audit_open.labels(rule).set(n)

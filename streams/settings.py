@@ -89,6 +89,25 @@ class Settings(BaseSettings):
         description="state, outputs and progress are committed in one transaction this often "
         "(FORESIGHT_COMMIT_INTERVAL_MS)",
     )
+    steps: str = Field(
+        default="unified-view,call-features,audit",
+        description="pipeline steps to run, comma separated (FORESIGHT_STEPS)",
+    )
+    audit_rules: Path | None = Field(
+        default=None,
+        description="audit rule catalog to load instead of the packaged one "
+        "(FORESIGHT_AUDIT_RULES); check it first with 'foresight rules check FILE'",
+    )
+    timer_lateness_ms: int = Field(
+        default=2_000, ge=0,
+        description="grace periods end this much event time after their deadline, so reports "
+        "arriving up to that late are still judged in order (FORESIGHT_TIMER_LATENESS_MS)",
+    )
+    timer_idle_ms: int = Field(
+        default=5_000, ge=100,
+        description="after this much wall-clock silence a partition's event-time clock "
+        "follows the wall clock, so deadlines pass without events (FORESIGHT_TIMER_IDLE_MS)",
+    )
     state_cache_keys: int = Field(
         default=20_000, ge=0,
         description="decoded states kept per table and partition after a commit, so active "

@@ -19,30 +19,62 @@ from dataclasses import dataclass, field
 class PartitionTimers:
     """Clock and pending timers of one partition.
 
-    >>> t = PartitionTimers()
-    >>> t.observe(1_000, wall_ms=0)
+    The clock only follows the topics that timed steps consume (``observe`` is called for
+    those only), and with several such topics it is the *minimum* of their highest event
+    times, so how the consumer happens to interleave topics never fires a timer early.
+    A timer is due once the clock is ``lateness`` past it: reports up to that late are
+    still judged in event-time order.
+
+    >>> t = PartitionTimers(lateness=100)
+    >>> t.observe("subscriber-state", 1_000, wall_ms=0)
     >>> t.set("audit", "S1", 1_500)
     True
+    >>> t.observe("subscriber-state", 1_550, wall_ms=10)
     >>> list(t.due())
     []
-    >>> t.observe(2_000, wall_ms=10)
+    >>> t.observe("subscriber-state", 1_600, wall_ms=20)
     >>> list(t.due())
     [('audit', 'S1', 1500)]
     """
 
+    lateness: int = 0
     clock: int = 0
     wall_seen: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
+    wall_by_topic: dict[str, int] = field(default_factory=dict)
     due_at: dict[tuple[str, str], int] = field(default_factory=dict)
     heap: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def observe(self, event_ms: int, wall_ms: int) -> None:
-        """An event with time ``event_ms`` arrived at wall time ``wall_ms``."""
-        if event_ms > self.clock:
-            self.clock = event_ms
+    def observe(self, topic: str, event_ms: int, wall_ms: int) -> None:
+        """An event of ``topic`` with time ``event_ms`` arrived at wall time ``wall_ms``."""
+        seen = self.seen
+        if event_ms > seen.get(topic, -1):
+            seen[topic] = event_ms
+        self.wall_by_topic[topic] = wall_ms
         self.wall_seen = wall_ms
+        low = min(seen.values()) if len(seen) > 1 else seen[topic]
+        if low > self.clock:
+            self.clock = low
+
+    def ready(self) -> bool:
+        """True when the earliest timer is due (one comparison: called after every event)."""
+        heap = self.heap
+        return bool(heap) and heap[0][0] <= self.clock - self.lateness
 
     def advance_idle(self, wall_ms: int, idle_ms: int) -> None:
-        """Let time pass on a partition that has been silent for longer than ``idle_ms``."""
+        """Let time pass on a partition whose inputs have been silent for ``idle_ms``.
+
+        A silent topic stops holding the clock back; when all are silent the clock
+        follows the wall clock from the last event on.
+        """
+        for topic, wall in list(self.wall_by_topic.items()):
+            if wall_ms - wall > idle_ms and len(self.seen) > 1:
+                self.seen.pop(topic, None)
+                self.wall_by_topic.pop(topic, None)
+        if self.seen:
+            low = min(self.seen.values())
+            if low > self.clock:
+                self.clock = low
         if self.wall_seen and wall_ms - self.wall_seen > idle_ms:
             self.clock += wall_ms - self.wall_seen - idle_ms
             self.wall_seen = wall_ms - idle_ms
@@ -66,7 +98,8 @@ class PartitionTimers:
     def due(self) -> Iterator[tuple[str, str, int]]:
         """Pop timers due at the current clock (each once), earliest first."""
         heap = self.heap
-        while heap and heap[0][0] <= self.clock:
+        limit = self.clock - self.lateness
+        while heap and heap[0][0] <= limit:
             due, step, key = heapq.heappop(heap)
             if self.due_at.get((step, key)) == due:
                 del self.due_at[(step, key)]

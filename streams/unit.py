@@ -93,6 +93,7 @@ class Commit:
     events: int
     oldest_timestamp_ms: int | None
     updates: Tally[str] = field(default_factory=Tally)
+    models: list[Output] = field(default_factory=list)  # the outputs before encoding
 
 
 @dataclass(slots=True)
@@ -186,6 +187,7 @@ class BatchUnit:
         worker_id: str,
         max_event_bytes: int = 64 * 1024,
         idle_ms: int | None = 5_000,
+        lateness_ms: int = 0,
         cache_keys: int = 0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -208,6 +210,10 @@ class BatchUnit:
                 if r not in self.tables or names.index(r) > names.index(proc.name):
                     raise ValueError(f"step {proc.name!r} reads {r!r}, which must run before it")
         self.timed = frozenset(p.name for p in processors if hasattr(p, "on_timer"))
+        #: only the topics timed steps consume move a partition's clock
+        self.clock_topics = frozenset(t for p in processors if p.name in self.timed
+                                      for t in p.topics)
+        self.lateness_ms = lateness_ms
         self.worker_id = worker_id
         self.max_event_bytes = max_event_bytes
         self.idle_ms = idle_ms
@@ -254,6 +260,7 @@ class BatchUnit:
             progress = self._load_partition(p)
         last = progress.get(topic, -1)
         timers = self._timers[p] if self.timed else None
+        clocked = timers is not None and topic in self.clock_topics
         procs = [(proc, self.tables[proc.name],
                   tuple((r, self.tables[r]) for r in proc.reads), proc.name in self.timed)
                  for proc in self.by_topic.get(topic, ())]
@@ -284,7 +291,11 @@ class BatchUnit:
                 continue
             ctx = EventContext(topic, p, offset, ts, now)
             try:
-                self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats)
+                self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats, clocked)
+                if clocked and timers.ready():  # type: ignore[union-attr]
+                    # what the clock passed fires now, before the next event is applied:
+                    # the same order as an event-at-a-time worker
+                    stats.timers += self._fire_due(p, now)
             except Exception as exc:  # a bug must not stop the partition: quarantine the event
                 log.exception("step failed on %s[%d]@%d; sent to dead letters", topic, p, offset)
                 stats.dead[(topic, DeadLetterReason.PROCESSING_ERROR)] += 1
@@ -305,11 +316,13 @@ class BatchUnit:
         return stats
 
     def _apply_steps(self, p: int, event: Any, ctx: EventContext, procs: list[Any],
-                     timers: PartitionTimers | None, wall_ms: int, stats: Stats) -> None:
+                     timers: PartitionTimers | None, wall_ms: int, stats: Stats,
+                     clocked: bool) -> None:
         event_ms = 0
         if timers is not None:
             event_ms = int(event.event_time.timestamp() * 1000)
-            timers.observe(event_ms, wall_ms)
+            if clocked:
+                timers.observe(ctx.topic, event_ms, wall_ms)
         outputs = self._outputs
         for proc, table, reads, timed in procs:
             k = proc.key_of(event)
@@ -359,7 +372,16 @@ class BatchUnit:
     def _fire_due(self, p: int, now: datetime) -> int:
         timers = self._timers[p]
         fired = 0
-        for step, key, due in list(timers.due()):
+        while True:  # a firing may re-arm a timer that is already due: fire until none is
+            batch = list(timers.due())
+            if not batch:
+                return fired
+            fired += self._fire_batch(p, timers, batch, now)
+
+    def _fire_batch(self, p: int, timers: PartitionTimers, batch: list[tuple[str, str, int]],
+                    now: datetime) -> int:
+        fired = 0
+        for step, key, due in batch:
             proc = self.by_name[step]
             table = self.tables[step]
             reads = tuple((r, self.tables[r]) for r in proc.reads)
@@ -402,7 +424,7 @@ class BatchUnit:
                 progress[topic] = int(off)
         self._progress[p] = progress
         if self.timed:
-            timers = self._timers[p] = PartitionTimers()
+            timers = self._timers[p] = PartitionTimers(lateness=self.lateness_ms)
             clock = progress_table.get(p, _CLOCK_KEY)
             timers.clock = int(clock) if clock is not None else 0
             timers.load((*split_timer_key(k), int(v))
@@ -445,7 +467,8 @@ class BatchUnit:
             table.updates = 0
         outputs = [(o.topic, o.key.encode(), o.value.__pydantic_serializer__.to_json(o.value))
                    for o in self._outputs]
-        commit = Commit(changelog, outputs, self._events, self._oldest_ts, updates)
+        commit = Commit(changelog, outputs, self._events, self._oldest_ts, updates,
+                        self._outputs)
         self._outputs = []
         self._events = 0
         self._oldest_ts = None
@@ -476,6 +499,13 @@ class BatchUnit:
                 table.dirty.pop(p, None)
                 table.inflight.pop(p, None)
                 table.clean.pop(p, None)
+
+    def states(self, table: str, partitions: Iterable[int]) -> Iterator[State]:
+        """Every current state of ``table`` in ``partitions`` (metrics after a restore)."""
+        t = self.tables[table]
+        for p in partitions:
+            for _, v in t.items(p):
+                yield v
 
     def read_state(self, table: str, partition: int, key: str) -> State | None:
         """Current state of ``key`` (for queries and tests)."""

@@ -27,7 +27,7 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
-VOLATILE = {"detected_at", "worker"}  # processing time and place, not results
+VOLATILE = {"detected_at", "created_at", "worker"}  # processing time and place, not results
 
 
 def _outputs(settings: Settings, topic: str) -> list[tuple]:
