@@ -50,8 +50,8 @@ def _bucket(state: State, t: int) -> list[int]:
     return b
 
 
-def apply_event(state: State, ev: Any) -> bool:
-    """Fold one call event into ``state``; False if it was a duplicate."""
+def apply_event(state: State, ev: Any, t: int | None = None) -> bool:
+    """Fold one call event into ``state``; False if it was a duplicate (``t``: event ms)."""
     recent: list[str] = state["recent"]
     network = ev.kind == "network_call"
     dedup_id = ev.call_id if network else f"{ev.call_id}:{ev.stage}"
@@ -60,7 +60,8 @@ def apply_event(state: State, ev: Any) -> bool:
     recent.append(dedup_id)
     if len(recent) > RECENT_IDS:
         del recent[0]
-    t = ms(ev.event_time)
+    if t is None:
+        t = ms(ev.event_time)
     state["last_event_ms"] = max(state["last_event_ms"], t)
     if network:
         b = _bucket(state, t)
@@ -124,5 +125,5 @@ class CallFeatures:
         self, state: State | None, event: Any, ctx: EventContext, reads: Mapping[str, State | None]
     ) -> Result:
         st = state if state is not None else new_features()
-        apply_event(st, event)
+        apply_event(st, event, ctx.event_ms or None)
         return Result(st)

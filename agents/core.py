@@ -37,7 +37,9 @@ class EventContext:
     """Where an event came from; processors use it for ids and time, never for I/O.
 
     ``now`` is the processing time of the batch (used only for ``detected_at`` stamps and
-    latency metrics); every decision uses the event's own ``event_time``.
+    latency metrics); every decision uses the event's own ``event_time``, which the
+    runtime converts once into ``event_ms`` (epoch ms; for a timer, the instant it was set
+    for) so steps need not each convert it again.
     """
 
     topic: str
@@ -45,6 +47,7 @@ class EventContext:
     offset: int
     timestamp_ms: int
     now: datetime
+    event_ms: int = 0
 
 
 @dataclass(slots=True)

@@ -69,9 +69,10 @@ def _set(container: dict[str, Any], name: str, value: dict[str, Any], t: int, ei
     return False
 
 
-def apply_event(view: State, ev: Any) -> None:
-    """Fold one ``subscriber-state`` event into ``view`` in place."""
-    t = ms(ev.event_time)
+def apply_event(view: State, ev: Any, t: int | None = None) -> None:
+    """Fold one ``subscriber-state`` event into ``view`` in place (``t``: its time in ms)."""
+    if t is None:
+        t = ms(ev.event_time)
     eid = ev.event_id
     kind = ev.kind
     system = ev.system
@@ -197,5 +198,5 @@ class UnifiedView:
         self, state: State | None, event: Any, ctx: EventContext, reads: Mapping[str, State | None]
     ) -> Result:
         view = state if state is not None else new_view(event.subscriber_id, event.msisdn)
-        apply_event(view, event)
+        apply_event(view, event, ctx.event_ms or None)
         return Result(view)

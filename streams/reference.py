@@ -125,21 +125,23 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 metrics.dead_letters.labels(topic, decoded.reason).inc()
                 metrics.committed_records.inc()
                 continue
-            ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now)
             event_ms = int(decoded.event_time.timestamp() * 1000)
+            ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now, event_ms)
             if topic in clock_topics:
                 tops = seen.setdefault(p, {})
                 tops[topic] = max(tops.get(topic, 0), event_ms)
                 clocks[p] = max(clocks.get(p, 0), min(tops.values()))
-            for step in by_topic.get(topic, ()):
+            for step in by_topic.get(topic, ()):  # deadlines that passed before this event
                 key = step.key_of(decoded)
-                if key is None:
-                    continue
-                if step in timed:
+                if step in timed and key is not None:
                     due = pending.get(p, {}).get((step.name, key))
                     if due is not None and due <= event_ms:
                         schedule(p, step.name, key, None)
                         await fire(step, key, due, ctx)
+            for step in by_topic.get(topic, ()):
+                key = step.key_of(decoded)
+                if key is None:
+                    continue
                 reads = {r: get(r, key) for r in step.reads}
                 result = step.apply(get(step.name, key), decoded, ctx, reads)
                 if result.changed:
@@ -163,7 +165,7 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
             for due, name, key in due_now:
                 if timers.get((name, key)) == due:
                     schedule(p, name, key, None)
-                    ctx = EventContext("", p, -1, due, datetime.now(UTC))
+                    ctx = EventContext("", p, -1, due, datetime.now(UTC), due)
                     await fire(by_name[name], key, due, ctx)
 
     return app

@@ -289,7 +289,8 @@ class BatchUnit:
             events[ek] = events.get(ek, 0) + 1
             if not procs:
                 continue
-            ctx = EventContext(topic, p, offset, ts, now)
+            ctx = EventContext(topic, p, offset, ts, now,
+                               int(event.event_time.timestamp() * 1000))
             try:
                 self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats, clocked)
                 if clocked and timers.ready():  # type: ignore[union-attr]
@@ -318,23 +319,25 @@ class BatchUnit:
     def _apply_steps(self, p: int, event: Any, ctx: EventContext, procs: list[Any],
                      timers: PartitionTimers | None, wall_ms: int, stats: Stats,
                      clocked: bool) -> None:
-        event_ms = 0
+        event_ms = ctx.event_ms
         if timers is not None:
-            event_ms = int(event.event_time.timestamp() * 1000)
             if clocked:
                 timers.observe(ctx.topic, event_ms, wall_ms)
+            # Deadlines of this event's keys that passed before it are judged first, on the
+            # state every step (and every table they read) had before the event.
+            for proc, table, reads, timed in procs:
+                if timed:
+                    k = proc.key_of(event)
+                    due = timers.get(proc.name, k) if k is not None else None
+                    if due is not None and due <= event_ms:
+                        timers.set(proc.name, k, None)
+                        self._fire(p, proc, table, reads, k, due, ctx, timers)
+                        stats.timers += 1
         outputs = self._outputs
         for proc, table, reads, timed in procs:
             k = proc.key_of(event)
             if k is None:
                 continue
-            if timed:
-                due = timers.get(proc.name, k)  # type: ignore[union-attr]
-                if due is not None and due <= event_ms:
-                    # judge the pending deadline on the state as it stood until then
-                    timers.set(proc.name, k, None)  # type: ignore[union-attr]
-                    self._fire(p, proc, table, reads, k, due, ctx, timers)  # type: ignore[arg-type]
-                    stats.timers += 1
             r = {name: t.get(p, k) for name, t in reads} if reads else _NO_READS
             state = table.get(p, k)
             result = proc.apply(state, event, ctx, r)
@@ -385,7 +388,7 @@ class BatchUnit:
             proc = self.by_name[step]
             table = self.tables[step]
             reads = tuple((r, self.tables[r]) for r in proc.reads)
-            ctx = EventContext("", p, -1, due, now)
+            ctx = EventContext("", p, -1, due, now, due)
             try:
                 self._fire(p, proc, table, reads, key, due, ctx, timers)
             except Exception:  # drop the timer rather than retry a failing one forever

@@ -90,14 +90,18 @@ class Audit:
             if not verdicts:
                 return Result(None, changed=False)
             episodes = {}
-        now = ms(event.event_time)
+        now = ctx.event_ms or ms(event.event_time)
         run = _Run(self, event.subscriber_id, episodes, ctx.now)
         if episodes:
             run.fire_due(now)
-            covered = {episode_key(rule.id, item) for rule, item, _, _ in verdicts}
+            # An open episode whose rule this event's plan does not name cannot have changed
+            # (the plan holds every rule the event's kind and system can affect, and for
+            # 'each' rules the one item the event names): only rules gone from the catalog
+            # need attention.
+            catalog = self.catalog
             for key in list(episodes):
-                if key not in covered:
-                    self._recheck(run, key, env, verdicts)
+                if catalog.get(split_key(key)[0]) is None:
+                    run.retire(key)
         for rule, item, raw, cond in verdicts:
             run.judge(rule, item, raw, cond, now, env)
         return run.result(state)
@@ -109,21 +113,6 @@ class Audit:
         run = _Run(self, key, state["episodes"], ctx.now)
         run.fire_due(now_ms)
         return run.result(state)
-
-    def _recheck(self, run: _Run, key: str, env: Env, verdicts: list[Verdict]) -> None:
-        """Re-evaluate an open episode the event's plan did not cover."""
-        rule_id, item = split_key(key)
-        rule = self.catalog.get(rule_id)
-        if rule is None:
-            run.retire(key)
-            return
-        raw = None
-        if rule.each:
-            raw = ITEM_KINDS[rule.each].find(env.view, item)
-            if raw is None:
-                return  # the view no longer holds the item (old charge): keep the episode
-        env.item, env.item_id = raw, item
-        verdicts.append((rule, item, raw, bool(rule.test.fn(env))))
 
     def _wake(self, episodes: Mapping[str, Any] | None) -> int | None:
         """The earliest pending ``due`` or escalation instant (None: nothing to wait for)."""

@@ -144,49 +144,65 @@ def _sys(view: dict[str, Any], system: str, name: str) -> dict[str, Any]:
     return view["systems"].get(system, _EMPTY).get(name) or _EMPTY
 
 
+class _Cap:
+    """What the getters below read: the view, the episode's item and its product."""
+
+    __slots__ = ("item_id", "names", "product", "product_id", "raw", "view")
+
+    def __init__(self, view: dict[str, Any], each: str | None, item_id: str,
+                 names: dict[str, str]) -> None:
+        raw = ITEM_KINDS[each].find(view, item_id) if each else None
+        self.raw = raw = raw or _EMPTY
+        self.view = view
+        self.item_id = item_id
+        self.names = names
+        self.product_id = (item_id if each == "product"
+                           else raw.get("item") if each == "charge" else None)
+        self.product = view["products"].get(self.product_id, _EMPTY) if self.product_id \
+            else _EMPTY
+
+
+# Module-level getters (built once, not per capture: capture runs on every episode opened).
+# Instants stay numbers here; render_values formats them when (and if) a text is rendered.
+_GETTERS: dict[str, Callable[[_Cap], Any]] = {
+    "subscriber": lambda c: c.view["subscriber_id"],
+    "msisdn": lambda c: mask_msisdn(c.view["msisdn"]),
+    "item": lambda c: c.item_id,
+    "bss_status": lambda c: _sys(c.view, "bss", "status").get("v", "unknown"),
+    "hss_status": lambda c: _sys(c.view, "hss", "status").get("v", "unknown"),
+    "billing_status": lambda c: _sys(c.view, "billing", "status").get("v", "unknown"),
+    "bss_reason": lambda c: _sys(c.view, "bss", "status").get("reason") or "",
+    "hss_reason": lambda c: _sys(c.view, "hss", "status").get("reason") or "",
+    "plan": lambda c: _sys(c.view, "bss", "plan").get("v", ""),
+    "plan_networks": lambda c: ",".join(_sys(c.view, "bss", "plan").get("networks", ())),
+    "signing": lambda c: ",".join(_sys(c.view, "hss", "signing").get("v", ())),
+    "balance": lambda c: money(_sys(c.view, "billing", "balance").get("v")),
+    "arrears": lambda c: money(max(0, -(_sys(c.view, "billing", "balance").get("v") or 0))),
+    "monthly_fee": lambda c: _monthly_fee(c.view),
+    "topup_amount": lambda c: money(_sys(c.view, "billing", "topup").get("v")),
+    "topup_time": lambda c: _sys(c.view, "billing", "topup").get("t"),
+    "deadline": lambda c: (c.view.get("port_out") or _EMPTY).get("deadline"),
+    "activated_at": lambda c: _sys(c.view, "bss", "activated").get("t"),
+    "product": lambda c: c.product_id or "",
+    "product_name": lambda c: c.names.get(c.product_id or "", c.product_id or ""),
+    "platform": lambda c: c.product.get("platform", ""),
+    "order_time": lambda c: (c.product.get("order") or _EMPTY).get("t"),
+    "fee": lambda c: money(c.product.get("fee")),
+    "amount": lambda c: money(c.raw.get("amount")),
+    "charge_time": lambda c: c.raw.get("t"),
+    "due_by": lambda c: c.raw.get("due_by"),
+}
+
+
 def capture(view: dict[str, Any], each: str | None, item_id: str,
             fields: tuple[str, ...], names: dict[str, str], offset_min: int) -> dict[str, Any]:
     """Values of ``fields`` (minus the live ones) from the view as it is now."""
-    raw = ITEM_KINDS[each].find(view, item_id) if each else None
-    raw = raw or _EMPTY
-    product_id = item_id if each == "product" else raw.get("item") if each == "charge" else None
-    product = view["products"].get(product_id, _EMPTY) if product_id else _EMPTY
-
-    def when(t: Any) -> Any:
-        return t  # formatted by render_values when (and if) the text is rendered
-
-    getters: dict[str, Callable[[], Any]] = {
-        "subscriber": lambda: view["subscriber_id"],
-        "msisdn": lambda: mask_msisdn(view["msisdn"]),
-        "item": lambda: item_id,
-        "bss_status": lambda: _sys(view, "bss", "status").get("v", "unknown"),
-        "hss_status": lambda: _sys(view, "hss", "status").get("v", "unknown"),
-        "billing_status": lambda: _sys(view, "billing", "status").get("v", "unknown"),
-        "bss_reason": lambda: _sys(view, "bss", "status").get("reason") or "",
-        "hss_reason": lambda: _sys(view, "hss", "status").get("reason") or "",
-        "plan": lambda: _sys(view, "bss", "plan").get("v", ""),
-        "plan_networks": lambda: ",".join(_sys(view, "bss", "plan").get("networks", ())),
-        "signing": lambda: ",".join(_sys(view, "hss", "signing").get("v", ())),
-        "balance": lambda: money(_sys(view, "billing", "balance").get("v")),
-        "arrears": lambda: money(max(0, -(_sys(view, "billing", "balance").get("v") or 0))),
-        "monthly_fee": lambda: _monthly_fee(view),
-        "topup_amount": lambda: money(_sys(view, "billing", "topup").get("v")),
-        "topup_time": lambda: when(_sys(view, "billing", "topup").get("t")),
-        "deadline": lambda: when((view.get("port_out") or _EMPTY).get("deadline")),
-        "activated_at": lambda: when(_sys(view, "bss", "activated").get("t")),
-        "product": lambda: product_id or "",
-        "product_name": lambda: names.get(product_id or "", product_id or ""),
-        "platform": lambda: product.get("platform", ""),
-        "order_time": lambda: when((product.get("order") or _EMPTY).get("t")),
-        "fee": lambda: money(product.get("fee")),
-        "amount": lambda: money(raw.get("amount")),
-        "charge_time": lambda: when(raw.get("t")),
-        "due_by": lambda: when(raw.get("due_by")),
-    }
+    c = _Cap(view, each, item_id, names)
     out: dict[str, Any] = {}
     for f in fields:
-        if f in getters:
-            v = getters[f]()
+        g = _GETTERS.get(f)
+        if g is not None:
+            v = g(c)
             out[f] = v if f in TIMES else str(v)
     return out
 

@@ -19,8 +19,10 @@ in its own process, from the beginning with a fresh group:
   faust-passthrough  a bare faust-streaming agent, decode only
   faust-table        the same plus one changelogged table write per event
   quix-state         Quix Streams with per-key RocksDB state + changelog
-  foresight          the real 'foresight worker' (packer, pipeline, transactions)
-  foresight-x2       two workers in one group (with --workers 2)
+  foresight-ingest   the real 'foresight worker' (packer, transactions) with ingestion
+                     only: unified view + call features
+  foresight          the same with the whole pipeline: + the cross-system audit
+  foresight-x2       two full workers in one group (with --workers 2)
 then measure end-to-end latency at half the foresight rate through dead letters.
 Rates are ratios against aiokafka-raw and quix-state of the same run: compare those
 across machines, not the absolute figures.

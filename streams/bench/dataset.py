@@ -85,7 +85,10 @@ def state_event(rng: random.Random, i: int, sub: int, kind: str | None = None) -
         ev.update(system="billing", kind=kind, charge_id=f"c{i:09d}",
                   amount_cents=rng.randrange(100, 20_000), balance_cents=rng.randrange(0, 50_000))
         if kind == "charged":
-            ev["item"] = product if rng.random() < 0.4 else "plan"
+            # plan fees and usage: this generator keeps no per-subscriber memory, so a product
+            # fee would usually name a product the subscriber never ordered, and 2% of all
+            # events would be real billing faults (charged-without-product) for the audit
+            ev["item"] = "plan" if rng.random() < 0.6 else "usage"
     elif kind == "topped_up":
         ev.update(system="billing", kind=kind, amount_cents=rng.choice((3000, 5000, 10_000)),
                   balance_cents=rng.randrange(3000, 60_000), channel=rng.choice(("app", "wechat", "store")))

@@ -27,8 +27,11 @@ from streams.bench.report import LineResult
 from streams.settings import Settings
 from streams.topics import PACKED
 
-FORESIGHT_LINES = ("foresight", "foresight-x2")
-ALL_LINES = (*LINES, "foresight")
+FORESIGHT_LINES = ("foresight-ingest", "foresight", "foresight-x2")
+ALL_LINES = (*LINES, "foresight-ingest", "foresight")
+#: what each Foresight line runs: ingestion only (unified view + call features), or the
+#: full pipeline with the cross-system audit, so the audit's cost is a ratio of one run
+LINE_ENV = {"foresight-ingest": {"FORESIGHT_STEPS": "unified-view,call-features"}}
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def _run_line(settings: Settings, tag: str, line: str, k: int, opts: IngestOptio
                 settings, line=line, app_id=f"{tag}-{line}-{k}", events=opts.events,
                 workers=2 if line == "foresight-x2" else 1, scratch=scratch,
                 timeout=opts.timeout, progress=progress, profile_to=profile_to,
-                poll_s=opts.poll_ms / 1000.0)
+                poll_s=opts.poll_ms / 1000.0, env_extra=LINE_ENV.get(line))
         workdir = scratch / f"{line}-{k}"
         workdir.mkdir(parents=True, exist_ok=True)
         cfg = {"line": line, "bootstrap": settings.brokers, "events": opts.events,
@@ -212,9 +215,10 @@ def render(summaries: list[report.Summary], results: list[LineResult],
            f"{opts.repeat} run(s) per line; rate = events / (last - first event seen)", "",
            report.format_table(summaries), "", report.format_latency(latency)]
     for r in results:
-        if r.line in FORESIGHT_LINES and r.ok:
+        if r.line == "foresight" and r.ok:
             out.append(describe_worker(r))
             break
+    out.extend(audit_cost(summaries))
     if profiled is not None:
         out.append("profiled run (py-spy attached, slower): "
                    + (f"{profiled.rate:,.0f} events/s" if profiled.ok else f"FAILED: {profiled.error}")
@@ -224,6 +228,23 @@ def render(summaries: list[report.Summary], results: list[LineResult],
         out.append(f"failed: {r.error}")
     out += ["", report.format_machine(info)]
     return "\n".join(out)
+
+
+def audit_cost(summaries: list[report.Summary]) -> list[str]:
+    """The audit's cost per event as a ratio to ingestion only, from the same run.
+
+    >>> from streams.bench.report import Summary
+    >>> def s(line, rate):
+    ...     return Summary(line, 1, 1, 100, 1.0, rate, rate, rate, None, [])
+    >>> audit_cost([s("foresight-ingest", 30_000.0), s("foresight", 24_000.0)])[0][:36]
+    'audit cost: 1.25x the per-event cost'
+    """
+    rates = {s.line: s.rate for s in summaries}
+    ingest, full = rates.get("foresight-ingest"), rates.get("foresight")
+    if not ingest or not full:
+        return []
+    return [f"audit cost: {ingest / full:.2f}x the per-event cost of ingestion only "
+            f"(foresight-ingest {ingest:,.0f}/s, foresight {full:,.0f}/s)"]
 
 
 def describe_worker(r: LineResult) -> str:

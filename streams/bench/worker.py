@@ -126,7 +126,7 @@ def _tails(ws: list[Worker]) -> str:
 
 
 def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
-                 log_path: Path) -> Worker:
+                 log_path: Path, env_extra: dict[str, str] | None = None) -> Worker:
     """Launch ``foresight worker`` configured only through its environment variables."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
@@ -140,6 +140,7 @@ def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
         "FORESIGHT_WORKER_ID": worker_id,
         "KAFKA_BOOTSTRAP_SERVERS": settings.brokers,
         "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
     })
     log = log_path.open("wb")
     try:
@@ -153,14 +154,15 @@ def start_worker(settings: Settings, *, app_id: str, worker_id: str, home: Path,
 def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers: int,
              scratch: Path, timeout: float, progress: ProgressFn | None = None,
              profile_to: Path | None = None, poll_s: float = 0.02,
-             stall_s: float = 90.0) -> LineResult:
+             stall_s: float = 90.0, env_extra: dict[str, str] | None = None) -> LineResult:
     """Run ``workers`` workers over the pre-filled inputs until N are committed; measure.
 
     Fails early, naming what it saw, when nothing new was committed for ``stall_s`` after
     the packer had packed everything (a worker stuck in a rebalance or recovery).
     """
     ws = [start_worker(settings, app_id=app_id, worker_id=f"{app_id}-w{i}",
-                       home=scratch / f"{app_id}-w{i}", log_path=scratch / f"{app_id}-w{i}.log")
+                       home=scratch / f"{app_id}-w{i}", log_path=scratch / f"{app_id}-w{i}.log",
+                       env_extra=env_extra)
           for i in range(workers)]
     spy: subprocess.Popen[Any] | None = None
     spy_tried = profile_to is None

@@ -146,7 +146,7 @@ def test_summary_dataclass_round_trip() -> None:
 # --- options, metrics parsing, profiles --------------------------------------------------------
 def test_resolve_lines() -> None:
     assert resolve_lines("all", 1) == ("aiokafka-raw", "faust-passthrough", "faust-table",
-                                       "quix-state", "foresight")
+                                       "quix-state", "foresight-ingest", "foresight")
     assert resolve_lines("foresight-x2", 1) == ("foresight-x2",)
     with pytest.raises(ValueError, match="unknown lines"):
         resolve_lines("kafka-streams", 1)
