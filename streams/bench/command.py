@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ across machines, not the absolute figures.
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``bench ingest`` and ``bench restore`` to the ``foresight`` command."""
+    """Add ``bench ingest``, ``bench steps`` and ``bench restore`` to ``foresight``."""
     p = sub.add_parser("bench", help="benchmarks with baselines (ingest, restore)",
                        description="Repeatable benchmarks that always run their baselines "
                        "beside the measurement, on the same broker and records.")
@@ -58,6 +59,18 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
                    help="one extra foresight run under py-spy; write where its time goes")
     i.add_argument("--poll-ms", type=int, default=20, help="/metrics polling period (default 20)")
     i.set_defaults(func=cmd_ingest)
+
+    st = acts.add_parser(
+        "steps", help="per-event cost of each pipeline configuration, without Kafka",
+        description="Run the same records through the processing unit with ingestion only "
+        "and with the whole pipeline (+ audit), in one process, on the ingest benchmark's "
+        "dataset and on the simulator's stream; report the audit's cost as a ratio.")
+    st.add_argument("--events", type=int, default=100_000, help="records per set (100000)")
+    st.add_argument("--subscribers", type=int, default=100_000,
+                    help="keys of the bench dataset (the simulation gets a tenth)")
+    st.add_argument("--rounds", type=int, default=3, help="alternating rounds; best kept (3)")
+    st.add_argument("--partitions", type=int, default=4)
+    st.set_defaults(func=cmd_steps)
 
     r = acts.add_parser("restore", help="state restore time and memory for N subscribers",
                         description="Write N realistic unified-view states to a compacted "
@@ -87,6 +100,15 @@ def _interrupt_on_term() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, raise_interrupt)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from streams.bench.steps import format_steps, run_steps
+
+    print(f"[bench] steps: {args.events:,} records per set, {args.rounds} rounds ...",
+          file=sys.stderr)
+    print(format_steps(run_steps(args.events, args.subscribers, args.rounds, args.partitions)))
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
