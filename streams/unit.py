@@ -325,14 +325,16 @@ class BatchUnit:
                 timers.observe(ctx.topic, event_ms, wall_ms)
             # Deadlines of this event's keys that passed before it are judged first, on the
             # state every step (and every table they read) had before the event.
-            for proc, table, reads, timed in procs:
-                if timed:
-                    k = proc.key_of(event)
-                    due = timers.get(proc.name, k) if k is not None else None
-                    if due is not None and due <= event_ms:
-                        timers.set(proc.name, k, None)
-                        self._fire(p, proc, table, reads, k, due, ctx, timers)
-                        stats.timers += 1
+            due_at = timers.due_at
+            if due_at:
+                for proc, table, reads, timed in procs:
+                    if timed:
+                        k = proc.key_of(event)
+                        due = due_at.get((proc.name, k)) if k is not None else None
+                        if due is not None and due <= event_ms:
+                            timers.set(proc.name, k, None)
+                            self._fire(p, proc, table, reads, k, due, ctx, timers)
+                            stats.timers += 1
         outputs = self._outputs
         for proc, table, reads, timed in procs:
             k = proc.key_of(event)
@@ -345,7 +347,7 @@ class BatchUnit:
                 table.put(p, k, result.state)
             if result.outputs:
                 outputs.extend(result.outputs)
-            if timed:
+            if timed and timers.due_at.get((proc.name, k)) != result.wake_at_ms:  # type: ignore[union-attr]
                 self._schedule(p, timers, proc.name, k, result)  # type: ignore[arg-type]
 
     # --- timers --------------------------------------------------------------------------

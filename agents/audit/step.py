@@ -60,6 +60,10 @@ def build_plan(rules: tuple[Rule, ...]) -> dict[tuple[str, str], Plan]:
     return plan
 
 
+#: The answer to most events: no episode, nothing written (shared; the runtime only reads it).
+_NOTHING = Result(None, changed=False)
+
+
 class Audit:
     """Pipeline step ``audit``: reads ``unified-view``, writes ``alerts`` and ``agent-hints``."""
 
@@ -79,7 +83,7 @@ class Audit:
               reads: Mapping[str, State | None]) -> Result:
         plan = self.plan.get((event.kind, event.system), ())
         if state is None and not plan:
-            return Result(None, changed=False)
+            return _NOTHING
         view = reads.get(VIEW)
         episodes: dict[str, Any] | None = state["episodes"] if state else None
         if view is None:
@@ -88,7 +92,7 @@ class Audit:
         verdicts = _evaluate(plan, event, env, episodes)
         if episodes is None:
             if not verdicts:
-                return Result(None, changed=False)
+                return _NOTHING
             episodes = {}
         now = ctx.event_ms or ms(event.event_time)
         run = _Run(self, event.subscriber_id, episodes, ctx.now)
@@ -109,7 +113,7 @@ class Audit:
     def on_timer(self, state: State | None, key: str, now_ms: int, ctx: EventContext,
                  reads: Mapping[str, State | None]) -> Result:
         if not state:
-            return Result(None, changed=False)
+            return _NOTHING
         run = _Run(self, key, state["episodes"], ctx.now)
         run.fire_due(now_ms)
         return run.result(state)
