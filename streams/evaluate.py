@@ -57,11 +57,15 @@ class _Collector(threading.Thread):
         self.handle = handle
         self.stop_event = threading.Event()
         self.count = 0
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
         self._c = Consumer({**settings.kafka_client_config(),
                             "group.id": f"{settings.app_id}-eval-{topic}",
                             "isolation.level": "read_committed", "auto.offset.reset": "earliest",
                             "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-        self._c.subscribe([topic])
+        # assigned, not subscribed: no group join that could delay (and so inflate) arrivals
+        self._c.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                        for p in range(settings.partitions)])
 
     def run(self) -> None:
         try:
@@ -118,10 +122,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                   _Collector(settings, settings.topic("subscriber-state"), on_state)]
     truth_path = run_dir / "truth.jsonl"
     try:
-        worker = _spawn([FORESIGHT, "worker"], env, run_dir / "worker.log")
-        procs.append(worker)
         for c in collectors:
             c.start()
+        worker = _spawn([FORESIGHT, "worker"], env, run_dir / "worker.log")
+        procs.append(worker)
         say(f"worker started; simulating {args.subscribers:,} subscribers for "
             f"{args.duration:.0f}s at speed {args.speed:g} with {args.faults_per_rule} faults/rule")
         sim = _spawn([FORESIGHT, "simulate", "--seed", str(args.seed), "--subscribers",
@@ -173,6 +177,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"p50 {(percentile(all_.delays_ms, 0.5) or 0) / 1000:.2f}s p99 {(p99 or 0) / 1000:.2f}s "
           f"over {len(all_.delays_ms)} alerts; {len(alerts)} alert records, "
           f"{summary.records:,} input records; truth and logs in {run_dir}")
+    for delay, sub, due, passed, arrival in all_.slowest[:5]:
+        print(f"  slowest: {delay / 1000:.2f}s {sub} due {_iso(due)} passed at {_iso(passed)} "
+              f"(wall) alert at {_iso(arrival)} (wall)")
     if args.json:
         args.json.write_text(json.dumps({
             rule: {"expected": s.expected, "alerts": s.alerts, "matched": s.matched,
@@ -190,6 +197,12 @@ def _ms(iso: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _iso(ms: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def _port() -> int:

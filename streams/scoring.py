@@ -46,6 +46,8 @@ class RuleScore:
     resolved_expected: int = 0
     resolved_ok: int = 0
     delays_ms: list[float] = field(default_factory=list)
+    #: (delay ms, subscriber, due ms, moment the clock passed it, arrival) of each alert
+    slowest: list[tuple[float, str, int, float, float]] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
@@ -146,9 +148,12 @@ def score(
             continue
         s.matched += 1
         if clock is not None:
-            passed = clock.passed_at(a.subscriber, a.starts_ms + grace_ms[a.rule] + lateness_ms)
+            due = a.starts_ms + grace_ms[a.rule]
+            passed = clock.passed_at(a.subscriber, due + lateness_ms)
             if passed is not None:
-                s.delays_ms.append(max(0.0, a.arrival_ms - passed))
+                delay = max(0.0, a.arrival_ms - passed)
+                s.delays_ms.append(delay)
+                s.slowest.append((delay, a.subscriber, due, passed, a.arrival_ms))
         if t.end is not None and _ms(t.end) + lateness_ms <= horizon_end_ms - margin_ms:
             s.resolved_expected += 1
             r = resolved.get(fp)
@@ -166,6 +171,8 @@ def totals(scores: Mapping[str, RuleScore]) -> RuleScore:
         out.resolved_expected += s.resolved_expected
         out.resolved_ok += s.resolved_ok
         out.delays_ms.extend(s.delays_ms)
+        out.slowest.extend(s.slowest)
+    out.slowest.sort(reverse=True)
     return out
 
 
