@@ -221,6 +221,19 @@ def create_app(
 
     register_metrics_page(app, metrics.registry, before=sync_packer)
 
+    @app.page("/progress")
+    async def progress(web: Any, request: Any) -> Any:
+        """A few counters as JSON, cheap enough to poll many times a second (bench, demo,
+        health checks); ``/metrics`` has everything, for Prometheus."""
+        return web.json({
+            "worker": worker_id,
+            "packed": app.packer.packed() if app.packer is not None else None,
+            "processed": runner.events,
+            "committed": runner.committed_records,
+            "commits": runner.commits,
+            "pending": unit.pending(),
+        })
+
     if settings.packer == "thread":
         def count(topic: str, n: int) -> None:
             metrics.packer_records.labels(topic).inc(n)

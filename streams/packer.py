@@ -256,6 +256,10 @@ class PackerProcess:
     def exitcode(self) -> int | None:
         return self._proc.exitcode
 
+    def packed(self) -> int:
+        """Records the child has packed so far (read straight from shared memory)."""
+        return sum(self._counts[i] for i in range(len(self.topics)))
+
     def sync(self) -> None:
         """Copy the child's counts into the worker's metrics (call it now and then)."""
         for i, topic in enumerate(self.topics):
@@ -316,6 +320,9 @@ class PackerThread(threading.Thread):
         except BaseException as exc:  # surfaced by the worker's health check
             self.error = exc
             log.exception("packer stopped with an error")
+
+    def packed(self) -> int:
+        return self.packer.records
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()

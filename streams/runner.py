@@ -42,6 +42,7 @@ class UnitRunner:
         self._lock = asyncio.Lock()
         self.commits = 0
         self.events = 0
+        self.committed_records = 0
         self.last_commit_monotonic = time.monotonic()
 
     def feed(self, stream: Any, event: Any) -> Stats:
@@ -95,6 +96,7 @@ class UnitRunner:
         self.commits += 1
         m.commits.inc()
         m.committed_records.inc(commit.events)
+        self.committed_records += commit.events
         m.commit_seconds.observe(time.perf_counter() - started)
         if commit.oldest_timestamp_ms is not None:
             m.latency.observe(max(0.0, time.time() - commit.oldest_timestamp_ms / 1000.0))
