@@ -9,6 +9,7 @@ and the demo can share one. Set ``KAFKA_BOOTSTRAP_SERVERS`` to use an external c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -200,7 +201,6 @@ class LocalKafka:
         self.fetch(quiet=quiet)
         props = self._write_configs()
         self._format(props)
-        out = open(self.root / "broker.stdout", "ab")  # noqa: SIM115 - handed to the child
         cmd = [
             self._java(), f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
@@ -208,17 +208,24 @@ class LocalKafka:
             f"-Dkafka.logs.dir={self.root}",
             "-cp", self._classpath(), "kafka.Kafka", str(props),
         ]
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
-        self.pid_file.write_text(str(proc.pid))
+        # posix_spawn in its own session, not subprocess.Popen: the broker outlives this
+        # call (and this process), and a Popen object collected while its child runs warns
+        out = os.open(self.root / "broker.stdout", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            pid = os.posix_spawn(cmd[0], cmd, dict(os.environ), setsid=True, file_actions=[
+                (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)])
+        finally:
+            os.close(out)
+        self.pid_file.write_text(str(pid))
         if not quiet:
-            print(f"starting Apache Kafka {KAFKA_VERSION} on {self.bootstrap} (pid {proc.pid}) ...",
+            print(f"starting Apache Kafka {KAFKA_VERSION} on {self.bootstrap} (pid {pid}) ...",
                   file=sys.stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            exited, status = os.waitpid(pid, os.WNOHANG)
+            if exited:
                 raise BrokerError(
-                    f"the broker exited with code {proc.returncode}; see {self.log_file} and "
+                    f"the broker exited with status {status}; see {self.log_file} and "
                     f"{self.root / 'broker.stdout'}"
                 )
             if self.port_open() and wait_ready(self.bootstrap, timeout=2.0):
@@ -239,6 +246,8 @@ class LocalKafka:
             time.sleep(0.2)
         else:
             os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # reap it if it was our child
+            os.waitpid(pid, 0)
         self.pid_file.unlink(missing_ok=True)
         return True
 
