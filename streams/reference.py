@@ -57,6 +57,11 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     )
     metrics = Metrics(REGISTRY, tuple(names))
     register_metrics_page(app, metrics.registry)
+    done = {"processed": 0}
+
+    @app.page("/progress")
+    async def progress(web: Any, request: Any) -> Any:
+        return web.json({"worker": worker_id, "reference": True, **done})
     raw = faust.Schema(key_serializer="raw", value_serializer="raw")
     tables = {
         n: app.Table(n, partitions=settings.partitions, schema=raw,
@@ -124,6 +129,7 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 await emit([Output(DEAD_LETTERS, topic, dl)])
                 metrics.dead_letters.labels(topic, decoded.reason).inc()
                 metrics.committed_records.inc()
+                done["processed"] += 1
                 continue
             event_ms = int(decoded.event_time.timestamp() * 1000)
             ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now, event_ms)
@@ -153,6 +159,7 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 await _fire_due(p)
             metrics.input_events.labels(topic, decoded.kind).inc()
             metrics.committed_records.inc()
+            done["processed"] += 1
 
     async def _fire_due(p: int) -> None:
         clock = clocks.get(p, 0) - lateness

@@ -119,7 +119,7 @@ def format_steps(results: list[dict[str, Any]]) -> str:
     >>> print(format_steps([{"records": "bench", "events": 10, "state_share": 0.5,
     ...                      "ingest_us": 10.0, "full_us": 14.0}]))
     records   events  state share  ingest µs/event  full µs/event  audit cost (full / ingest)
-    bench         10          50%             10.0           14.0                       1.40x
+    bench         10         50%             10.0           14.0                       1.40x
     """
     rows = ["records   events  state share  ingest µs/event  full µs/event  "
             "audit cost (full / ingest)"]

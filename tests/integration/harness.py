@@ -113,7 +113,14 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str,
         if value:
             return value
         time.sleep(0.1)
-    extra = f"\n--- worker log ---\n{worker.tail()}" if worker else ""
+    extra = ""
+    if worker is not None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/progress", timeout=2) as r:
+                extra = f"\n--- worker progress: {r.read().decode()}"
+        except OSError as exc:
+            extra = f"\n--- worker progress unavailable: {exc}"
+        extra += f"\n--- worker log ---\n{worker.tail()}"
     raise AssertionError(f"timed out after {timeout:.0f}s: {what}{extra}")
 
 
