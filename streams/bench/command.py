@@ -31,8 +31,8 @@ across machines, not the absolute figures.
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``bench ingest``, ``bench steps`` and ``bench restore`` to ``foresight``."""
-    p = sub.add_parser("bench", help="benchmarks with baselines (ingest, restore)",
+    """Add ``bench ingest``, ``steps``, ``latency`` and ``restore`` to ``foresight``."""
+    p = sub.add_parser("bench", help="benchmarks with baselines (ingest, steps, latency, restore)",
                        description="Repeatable benchmarks that always run their baselines "
                        "beside the measurement, on the same broker and records.")
     acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -71,6 +71,22 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     st.add_argument("--rounds", type=int, default=3, help="alternating rounds; best kept (3)")
     st.add_argument("--partitions", type=int, default=4)
     st.set_defaults(func=cmd_steps)
+
+    lt = acts.add_parser(
+        "latency", help="end-to-end latency at fixed input rates (a sweep)",
+        description="For each rate: a fresh worker (full pipeline, default settings) on "
+        "fresh topics, a warm-up, then constant production with 1% invalid events; each "
+        "becomes a dead letter carrying its input's CreateTime, read by a read_committed "
+        "consumer. Reports p50/p99/max per rate and whether p50 rises during the run (a "
+        "backlog: the rate is not sustainable). Worker settings come from the environment "
+        "(FORESIGHT_BATCH_LINGER_MS, FORESIGHT_COMMIT_INTERVAL_MS, ...).")
+    common(lt)
+    lt.add_argument("--rates", default="2000,5000,8000,13500",
+                    help="comma list of events/s (default 2000,5000,8000,13500)")
+    lt.add_argument("--seconds", type=float, default=20.0, help="production per run (20)")
+    lt.add_argument("--repeat", type=int, default=1, help="runs per rate, round-robin (1)")
+    lt.add_argument("--subscribers", type=int, default=100_000, help="distinct keys (100000)")
+    lt.set_defaults(func=cmd_latency)
 
     r = acts.add_parser("restore", help="state restore time and memory for N subscribers",
                         description="Write N realistic unified-view states to a compacted "
@@ -133,6 +149,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         line_timeout=args.line_timeout, seed=args.seed if args.seed is not None else DEFAULT_SEED,
         keep=args.keep, json_out=args.json_out, profile=args.profile, poll_ms=args.poll_ms)
     return run_ingest(settings, opts)
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from streams.bench.latency import format_sweep, run_sweep
+    from streams.errors import ConfigError
+
+    try:
+        rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--rates takes a comma list of numbers, e.g. 2000,5000: {exc}") from exc
+    if not rates or min(rates) <= 0 or args.seconds <= 0 or args.repeat < 1:
+        raise ConfigError("--rates must be positive, --seconds > 0 and --repeat >= 1")
+    settings = _settings(args)
+    _interrupt_on_term()
+
+    def say(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    results = run_sweep(settings, rates=rates, seconds=args.seconds, repeat=args.repeat,
+                        partitions=settings.partitions, subscribers=args.subscribers, say=say)
+    print(format_sweep(results, args.seconds))
+    return 0 if all(not r.get("error") for r in results) else 1
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

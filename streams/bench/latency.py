@@ -166,3 +166,65 @@ def _alive(worker: Any) -> bool:
 
 def _alive_check(worker: Any) -> Callable[[], None]:
     return lambda: _alive(worker) and None
+
+
+def run_sweep(base: Settings, *, rates: Sequence[float], seconds: float, repeat: int,
+              partitions: int, subscribers: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """``run_latency`` at each rate (``repeat`` times, round-robin), each on fresh topics
+    and a fresh worker, so an operator sees where latency starts to grow with load."""
+    import shutil
+    import uuid
+
+    from streams.bench import dataset
+
+    need = int(max(rates) * seconds) + WARMUP + 1
+    records = list(dataset.events(need, subscribers))
+    results: list[dict[str, Any]] = []
+    for k in range(repeat):
+        for rate in rates:
+            tag = "fsl" + uuid.uuid4().hex[:8]
+            scratch = (base.home / "bench" / tag).resolve()
+            scratch.mkdir(parents=True, exist_ok=True)
+            say(f"latency at {rate:,.0f} events/s, run {k + 1}/{repeat} ({tag})")
+            try:
+                r = run_latency(base, prefix=f"{base.topic_prefix}{tag}.", app_id=tag,
+                                partitions=partitions, rate=rate, seconds=seconds,
+                                records=records, scratch=scratch, say=say)
+            except procs.LineFailed as exc:
+                r = {"rate": rate, "error": str(exc)}
+            finally:
+                procs.kill_all()
+                try:
+                    kafka.cleanup(kafka.run_settings(base, f"{base.topic_prefix}{tag}.", partitions),
+                                  tag, say)
+                except Exception as exc:
+                    say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+                shutil.rmtree(scratch, ignore_errors=True)
+            results.append(r)
+            say(format_row(r))
+    return results
+
+
+def format_row(r: dict[str, Any]) -> str:
+    """One result as a table row.
+
+    >>> format_row({"rate": 3000, "achieved_rate": 2999.7, "count": 599, "expected": 599,
+    ...             "p50_ms": 77.8, "p99_ms": 129.5, "max_ms": 169.1, "p50_first_quarter_ms": 79.1,
+    ...             "p50_last_quarter_ms": 77.7, "avg_envelope_events": 10.9, "commits": 406})
+    '| 3,000 | 599/599 | 78 | 130 | 169 | 79 → 78 | 10.9 | 406 |'
+    """
+    if r.get("error") and "p50_ms" not in r:
+        return f"| {r['rate']:,.0f} | FAILED: {r['error']} | | | | | | |"
+    env = r.get("avg_envelope_events") or 0.0
+    row = (f"| {r['rate']:,.0f} | {r['count']}/{r['expected']} | {r['p50_ms']:.0f} | "
+           f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['p50_first_quarter_ms']:.0f} → "
+           f"{r['p50_last_quarter_ms']:.0f} | {env:.1f} | {r.get('commits', 0)} |")
+    return row + (f" {r['error']}" if r.get("error") else "")
+
+
+def format_sweep(results: Sequence[dict[str, Any]], seconds: float) -> str:
+    """The sweep as a markdown table (p50 first → last quarter: a rise means a backlog)."""
+    head = (f"end-to-end latency, produce → committed dead letter, {seconds:.0f} s per run (ms)\n"
+            "| events/s | dead letters | p50 | p99 | max | p50 first → last quarter "
+            "| events/envelope | commits |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+    return "\n".join([head, *(format_row(r) for r in results)])

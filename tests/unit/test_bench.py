@@ -204,3 +204,19 @@ def test_restore_views_are_real_unified_views() -> None:
     assert view["subscriber_id"] == views[0][0].decode()
     assert {"bss", "hss"} & set(view["systems"])
     assert 300 < statistics.mean(len(v) for _, v in views) < 3000
+
+
+def test_latency_sweep_table_shows_failures_and_backlogs() -> None:
+    from streams.bench.latency import format_sweep
+
+    ok = {"rate": 8000, "count": 1599, "expected": 1599, "p50_ms": 104.6, "p99_ms": 188.1,
+          "max_ms": 235.4, "p50_first_quarter_ms": 101.2, "p50_last_quarter_ms": 112.4,
+          "avg_envelope_events": 26.8, "commits": 313}
+    lost = {**ok, "rate": 13500, "count": 2690, "expected": 2699,
+            "error": "received 2690 dead letters, expected 2699"}
+    table = format_sweep([ok, lost, {"rate": 20000, "error": "worker exited with code 1"}], 20)
+    rows = table.splitlines()
+    assert rows[0].startswith("end-to-end latency") and "20 s per run" in rows[0]
+    assert rows[3] == "| 8,000 | 1599/1599 | 105 | 188 | 235 | 101 → 112 | 26.8 | 313 |"
+    assert rows[4].endswith("received 2690 dead letters, expected 2699")
+    assert rows[5].startswith("| 20,000 | FAILED: worker exited with code 1")
