@@ -9,6 +9,7 @@ committer. The packer runs in a thread of the same process unless disabled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
@@ -193,12 +194,18 @@ def create_app(
                 await _commit(app)
 
     interval = settings.commit_interval_ms / 1000.0
+    idle_tick = 0.1  # idle partitions' clocks still follow the wall clock (unit.tick)
 
     @app.task
     async def commit_loop() -> None:
-        """Commit every ``commit_interval_ms`` after the previous commit ended."""
+        """Commit as soon as work is pending, at most every ``commit_interval_ms`` after the
+        previous commit ended: back to back under load, a few ms after an envelope when
+        traffic is light, and no busy loop when idle."""
         while not app.should_stop:
             await asyncio.sleep(interval)
+            if not runner.work.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(runner.work.wait(), idle_tick)
             await _commit(app)
 
     @app.on_partitions_revoked.connect

@@ -40,6 +40,8 @@ class UnitRunner:
         self.max_pending_events = max_pending_events
         self._acks: list[tuple[Any, Any]] = []
         self._lock = asyncio.Lock()
+        #: set when something was fed since the last commit: the commit loop sleeps on it
+        self.work = asyncio.Event()
         self.commits = 0
         self.events = 0
         self.committed_records = 0
@@ -55,6 +57,7 @@ class UnitRunner:
             stats = self.unit.reject_envelope(msg.topic, msg.partition, msg.offset,
                                               event.value or b"", str(exc))
         self._acks.append((stream, event))
+        self.work.set()
         self._count(stats)
         return stats
 
@@ -82,6 +85,7 @@ class UnitRunner:
                 log.debug("%d timers fired on idle partitions", fired)
             commit = self.unit.snapshot()
             acks, self._acks = self._acks, []
+            self.work.clear()
             if commit is not None:
                 offsets = await asyncio.to_thread(self.committer.commit, commit)
                 self.unit.complete(commit, offsets)

@@ -85,9 +85,10 @@ class Settings(BaseSettings):
         description="... or when its oldest event is this old (FORESIGHT_BATCH_LINGER_MS)",
     )
     commit_interval_ms: int = Field(
-        default=30, ge=1, le=60_000,
-        description="state, outputs and progress are committed in one transaction this often "
-        "(FORESIGHT_COMMIT_INTERVAL_MS)",
+        default=1, ge=1, le=60_000,
+        description="state, outputs and progress are committed in one transaction as soon as "
+        "work is pending, at least this long after the previous commit ended; larger values "
+        "coalesce more writes per commit at the cost of latency (FORESIGHT_COMMIT_INTERVAL_MS)",
     )
     steps: str = Field(
         default="unified-view,call-features,audit",
