@@ -43,7 +43,8 @@ def register(sub: Any, common: Any) -> None:
     p.set_defaults(func=run_demo)
 
 
-def _scrape(port: int) -> dict[str, float]:
+def scrape_metrics(port: int) -> dict[str, float]:
+    """A local worker's ``/metrics`` as ``{'name{labels}': value}`` (the demo and the tests)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
@@ -137,7 +138,7 @@ def run_demo(args: argparse.Namespace) -> int:
             time.sleep(0.5)
             if time.monotonic() - last >= args.every:
                 last = time.monotonic()
-                now = _scrape(port)
+                now = scrape_metrics(port)
                 print(summary(now, last - t0, before), flush=True)
                 before = now
         if sim.returncode != 0:
@@ -147,9 +148,9 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"demo: simulator done ({produced or '?'} records); waiting for the worker to "
               "catch up ...", file=sys.stderr)
         deadline = time.monotonic() + 120
-        m = _scrape(port)
+        m = scrape_metrics(port)
         while time.monotonic() < deadline:
-            m = _scrape(port)
+            m = scrape_metrics(port)
             done = _sum(m, "foresight_committed_records_total")
             if produced and done >= produced:
                 break
@@ -195,7 +196,7 @@ def _wait_ready(worker: subprocess.Popen, port: int, log: Path, timeout: float =
         if worker.poll() is not None:
             raise SystemExit(f"demo: the worker exited early; see {log}")
         with suppress(OSError):
-            _scrape(port)
+            scrape_metrics(port)
             return
         time.sleep(0.3)
     raise SystemExit(f"demo: the worker did not start within {timeout:.0f}s; see {log}")

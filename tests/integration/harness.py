@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from streams.demo import scrape_metrics
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,14 +89,7 @@ def _up(worker: Worker) -> bool:
 
 def scrape(port: int) -> dict[str, float]:
     """Prometheus text format to {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return scrape_metrics(port)
 
 
 def total(metrics: dict[str, float], name: str, **labels: str) -> float:
