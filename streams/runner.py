@@ -1,7 +1,8 @@
 """Glue between a Faust agent, the :class:`BatchUnit` and the transactional committer.
 
-The agent feeds envelopes and never waits for Kafka; a timer commits every
-``commit_interval_ms`` (and the agent commits early when too much is pending). Envelopes
+The agent feeds envelopes and never waits for Kafka; a commit loop wakes when something
+was fed (:attr:`UnitRunner.work`) and commits it, at least ``commit_interval_ms`` after the
+previous commit ended (and the agent commits early when too much is pending). Envelopes
 are acknowledged to Faust only after the transaction holding their effects has committed,
 so Faust's own offset commits never run ahead of the state and outputs: after a crash the
 worker re-reads at most what was not yet committed, and the unit skips what was.
