@@ -41,6 +41,11 @@ class Worker:
     def metrics(self) -> dict[str, float]:
         return scrape(self.port)
 
+    def progress(self) -> dict[str, Any]:
+        """The worker's cheap ``/progress`` counters (processed, committed, pending...)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/progress", timeout=2) as r:
+            return orjson.loads(r.read())
+
     def kill(self) -> None:
         """kill -9: no shutdown hooks, no flush, no commit."""
         self.proc.send_signal(signal.SIGKILL)
@@ -110,8 +115,7 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str,
     extra = ""
     if worker is not None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/progress", timeout=2) as r:
-                extra = f"\n--- worker progress: {r.read().decode()}"
+            extra = f"\n--- worker progress: {worker.progress()}"
         except OSError as exc:
             extra = f"\n--- worker progress unavailable: {exc}"
         extra += f"\n--- worker log ---\n{worker.tail()}"
