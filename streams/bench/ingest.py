@@ -133,10 +133,7 @@ def run_ingest(base: Settings, opts: IngestOptions) -> int:
     finally:
         procs.kill_all()
         if not opts.keep:
-            try:
-                kafka.cleanup(settings, tag, say)
-            except Exception as exc:
-                say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+            kafka.cleanup_or_say(settings, tag, say)
         else:
             say(f"kept topics with prefix {settings.topic_prefix} (and {tag}L.)")
         shutil.rmtree(scratch, ignore_errors=True)

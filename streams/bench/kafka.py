@@ -162,6 +162,15 @@ def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print,
         time.sleep(2.0)
 
 
+def cleanup_or_say(settings: Settings, tag: str, say: Callable[[str], None]) -> None:
+    """:func:`cleanup`, telling the operator what to delete by hand when it fails (a
+    benchmark's results must not be lost to a cleanup error)."""
+    try:
+        cleanup(settings, tag, say)
+    except Exception as exc:
+        say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -12,8 +12,10 @@ batch (group joined, partitions assigned), then produces at a constant rate.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.registry import INPUT_TOPICS
-from streams.bench import kafka, procs
-from streams.bench.dataset import invalid_event
+from streams.bench import dataset, kafka, procs
 from streams.bench.report import percentile
 from streams.bench.worker import start_worker, total
 from streams.settings import Settings
@@ -136,7 +137,7 @@ def _paced(producer: Any, names: dict[str, str], records: Sequence[tuple[str, by
             i += 1
             sent += 1
             if sent % INVALID_EVERY == 0:
-                value = invalid_event(sent)
+                value = dataset.invalid_event(sent)
                 invalid += 1
             while True:
                 try:
@@ -172,11 +173,6 @@ def run_sweep(base: Settings, *, rates: Sequence[float], seconds: float, repeat:
               partitions: int, subscribers: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """``run_latency`` at each rate (``repeat`` times, round-robin), each on fresh topics
     and a fresh worker, so an operator sees where latency starts to grow with load."""
-    import shutil
-    import uuid
-
-    from streams.bench import dataset
-
     need = int(max(rates) * seconds) + WARMUP + 1
     records = list(dataset.events(need, subscribers))
     results: list[dict[str, Any]] = []
@@ -194,11 +190,8 @@ def run_sweep(base: Settings, *, rates: Sequence[float], seconds: float, repeat:
                 r = {"rate": rate, "error": str(exc)}
             finally:
                 procs.kill_all()
-                try:
-                    kafka.cleanup(kafka.run_settings(base, f"{base.topic_prefix}{tag}.", partitions),
-                                  tag, say)
-                except Exception as exc:
-                    say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+                kafka.cleanup_or_say(kafka.run_settings(base, f"{base.topic_prefix}{tag}.",
+                                                        partitions), tag, say)
                 shutil.rmtree(scratch, ignore_errors=True)
             results.append(r)
             say(format_row(r))
