@@ -3,8 +3,9 @@
 Expressions are parsed with :mod:`ast` and every node is checked against a whitelist
 (boolean operators, comparisons, ``in``, ``not``, ``+ - *``, constants, ``item.<field>``,
 ``product(...).<field>`` and calls of the functions in :data:`agents.audit.facts.FUNCTIONS`).
-Nothing is ever handed to ``eval``: the checked tree is compiled once, at load time, into
-nested closures, and anything else (unknown names or functions, attributes starting with
+The rule's text is never executed: the checked tree is translated once, at load time, into
+the source of one Python function that only calls those functions and null-safe helpers
+(see :class:`_Compiler`), and anything else (unknown names or functions, attributes starting with
 ``_``, subscripts, lambdas, comprehensions...) is a load error that says what is allowed.
 
 Null (``null``/``None``) never raises: an attribute of null is null, ordering comparisons
@@ -71,6 +72,10 @@ class _Const:
         self.value = value
 
 
+class _Code(str):
+    """Python source of a checked sub-expression, over ``env`` and the compiler's names."""
+
+
 def _lt(a: Any, b: Any) -> bool:
     try:
         return a is not None and b is not None and a < b
@@ -104,34 +109,84 @@ def _not_in(a: Any, b: Any) -> bool:
     return not _in(a, b)
 
 
-_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: _lt, ast.LtE: _le, ast.Gt: _gt,
-    ast.GtE: _ge, ast.In: _in, ast.NotIn: _not_in, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+def _arith(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def null_safe(x: Any, y: Any) -> Any:
+        if x is None or y is None:
+            return None
+        try:
+            return op(x, y)
+        except TypeError:
+            return None
+    return null_safe
+
+
+def _neg(v: Any) -> Any:
+    return -v if isinstance(v, int | float) else None
+
+
+def _pos(v: Any) -> Any:
+    return v if isinstance(v, int | float) else None
+
+
+#: Comparisons written as Python operators (their semantics are already null-safe) ...
+_INFIX: dict[type, str] = {ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not"}
+#: ... and the others as calls of the helpers above (ordering and ``in`` with null is false).
+_HELPERS: dict[str, Any] = {
+    "_lt": _lt, "_le": _le, "_gt": _gt, "_ge": _ge, "_in": _in, "_not_in": _not_in,
+    "_add": _arith(operator.add), "_sub": _arith(operator.sub), "_mul": _arith(operator.mul),
+    "_neg": _neg, "_pos": _pos,
 }
-_ARITH: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-}
+_CALLED: dict[type, str] = {ast.Lt: "_lt", ast.LtE: "_le", ast.Gt: "_gt", ast.GtE: "_ge",
+                            ast.In: "_in", ast.NotIn: "_not_in"}
+_ARITH: dict[type, str] = {ast.Add: "_add", ast.Sub: "_sub", ast.Mult: "_mul"}
 _NAMES = {"true": True, "false": False, "null": None}
 
 
-def _fn(x: _Const | Fn) -> Fn:
-    if isinstance(x, _Const):
-        value = x.value
-        return lambda env: value
-    return x
+def _compare(op: ast.cmpop, a: str, b: str) -> _Code:
+    infix = _INFIX.get(type(op))
+    return _Code(f"({a} {infix} {b})" if infix else f"{_CALLED[type(op)]}({a}, {b})")
 
 
 class _Compiler:
+    """Checks the tree node by node and writes the equivalent Python source.
+
+    Only this class writes that source, from whitelisted nodes: constants are ``repr`` of
+    str/int/bool/None or names bound to the value, functions are names bound to the
+    implementations in :data:`FUNCTIONS`, and nothing of the rule's text is copied into it.
+    One function per expression removes the call per tree node that nested closures cost
+    (the audit evaluates several rules per ``subscriber-state`` event).
+    """
+
     def __init__(self, each: str | None) -> None:
         self.each = ITEM_KINDS[each] if each else None
         self.deps: set[Dep] = set()
         self.item_kinds: set[str] = set()
         self.functions: set[str] = set()
+        self.names: dict[str, Any] = dict(_HELPERS)
+        self.temps = 0
 
     def fail(self, node: ast.AST, message: str) -> ExprError:
         return ExprError(message, getattr(node, "col_offset", None))
 
-    def visit(self, node: ast.AST) -> _Const | Fn:
+    def bind(self, value: Any, prefix: str = "_k") -> str:
+        name = f"{prefix}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def code(self, x: _Const | _Code) -> _Code:
+        if isinstance(x, _Code):
+            return x
+        v = x.value
+        if v is None or type(v) in (bool, int, str):
+            return _Code(repr(v))
+        return _Code(self.bind(v))
+
+    def build(self, body: _Const | _Code, source: str) -> Fn:
+        text = f"lambda env: {self.code(body)}"
+        return eval(compile(text, f"<rule expression {source!r}>", "eval"),  # noqa: S307
+                    {"__builtins__": {}, **self.names})
+
+    def visit(self, node: ast.AST) -> _Const | _Code:
         method = getattr(self, "v_" + type(node).__name__, None)
         if method is None:
             raise self.fail(node, f"{type(node).__name__} is not allowed in rule expressions; "
@@ -154,7 +209,7 @@ class _Compiler:
         raise self.fail(node, f"unknown name {node.id!r}: names are true, false, null and "
                               "item (in rules with each); call functions with ()")
 
-    def v_Tuple(self, node: ast.Tuple | ast.List | ast.Set) -> _Const | Fn:
+    def v_Tuple(self, node: ast.Tuple | ast.List | ast.Set) -> _Const | _Code:
         parts = [self.visit(e) for e in node.elts]
         if all(isinstance(p, _Const) for p in parts):
             values = tuple(p.value for p in parts)  # type: ignore[union-attr]
@@ -162,122 +217,62 @@ class _Compiler:
                 return _Const(frozenset(values))
             except TypeError:
                 return _Const(values)
-        fns = [_fn(p) for p in parts]
-        return lambda env: tuple(f(env) for f in fns)
+        return _Code("(" + "".join(f"{self.code(p)}, " for p in parts) + ")")
 
     v_List = v_Tuple
     v_Set = v_Tuple
 
     # --- operators ----------------------------------------------------------------------
-    def v_BoolOp(self, node: ast.BoolOp) -> Fn:
-        fns = [_fn(self.visit(v)) for v in node.values]
-        if isinstance(node.op, ast.And):
-            if len(fns) == 2:
-                a, b = fns
-                return lambda env: a(env) and b(env)
-            if len(fns) == 3:
-                a, b, c = fns
-                return lambda env: a(env) and b(env) and c(env)
+    def v_BoolOp(self, node: ast.BoolOp) -> _Code:
+        op = " and " if isinstance(node.op, ast.And) else " or "
+        return _Code("(" + op.join(self.code(self.visit(v)) for v in node.values) + ")")
 
-            def all_of(env: Env) -> Any:
-                v: Any = True
-                for f in fns:
-                    v = f(env)
-                    if not v:
-                        return v
-                return v
-            return all_of
-        if len(fns) == 2:
-            a, b = fns
-            return lambda env: a(env) or b(env)
-
-        def any_of(env: Env) -> Any:
-            v: Any = False
-            for f in fns:
-                v = f(env)
-                if v:
-                    return v
-            return v
-        return any_of
-
-    def v_UnaryOp(self, node: ast.UnaryOp) -> _Const | Fn:
+    def v_UnaryOp(self, node: ast.UnaryOp) -> _Const | _Code:
         operand = self.visit(node.operand)
         if isinstance(node.op, ast.Not):
             if isinstance(operand, _Const):
                 return _Const(not operand.value)
-            return lambda env: not operand(env)
+            return _Code(f"(not {operand})")
         if isinstance(node.op, ast.USub | ast.UAdd):
             sign = -1 if isinstance(node.op, ast.USub) else 1
             if isinstance(operand, _Const) and isinstance(operand.value, int | float):
                 return _Const(sign * operand.value)
-            f = _fn(operand)
-
-            def negate(env: Env) -> Any:
-                v = f(env)
-                return sign * v if isinstance(v, int | float) else None
-            return negate
+            return _Code(f"{'_neg' if sign < 0 else '_pos'}({self.code(operand)})")
         raise self.fail(node, "only not, - and + are allowed as unary operators")
 
-    def v_BinOp(self, node: ast.BinOp) -> Fn:
-        op = _ARITH.get(type(node.op))
-        if op is None:
+    def v_BinOp(self, node: ast.BinOp) -> _Code:
+        helper = _ARITH.get(type(node.op))
+        if helper is None:
             raise self.fail(node, "only + - * are allowed as arithmetic operators")
-        a, b = _fn(self.visit(node.left)), _fn(self.visit(node.right))
+        a, b = self.code(self.visit(node.left)), self.code(self.visit(node.right))
+        return _Code(f"{helper}({a}, {b})")
 
-        def arith(env: Env) -> Any:
-            x, y = a(env), b(env)
-            if x is None or y is None:
-                return None
-            try:
-                return op(x, y)
-            except TypeError:
-                return None
-        return arith
-
-    def v_Compare(self, node: ast.Compare) -> Fn:
-        ops = []
+    def v_Compare(self, node: ast.Compare) -> _Code:
         for op, right in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, ast.Is | ast.IsNot) \
                     and not (isinstance(right, ast.Constant) and right.value in (None, True, False)) \
                     and not (isinstance(right, ast.Name) and right.id in _NAMES):
                 raise self.fail(node, "'is' compares only with null, true or false")
-            ops.append(_COMPARE[type(op)])
-        terms = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
-        if len(ops) == 1:
-            cmp = ops[0]
-            left, right = terms
-            if isinstance(right, _Const):
-                a, c = _fn(left), right.value
-                fused = getattr(a, "fused", None)
-                if fused is not None and cmp in (operator.eq, operator.ne):
-                    impl, c0 = fused
-                    if cmp is operator.eq:
-                        return lambda env: impl(env, c0) == c
-                    return lambda env: impl(env, c0) != c
-                if cmp is operator.eq:
-                    return lambda env: a(env) == c
-                if cmp is operator.ne:
-                    return lambda env: a(env) != c
-                return lambda env: cmp(a(env), c)
-            if isinstance(left, _Const):
-                c, b = left.value, right
-                return lambda env: cmp(c, b(env))
-            a, b = left, right
-            return lambda env: cmp(a(env), b(env))
-        fns = [_fn(t) for t in terms]
-
-        def chain(env: Env) -> bool:
-            x = fns[0](env)
-            for cmp, f in zip(ops, fns[1:], strict=True):
-                y = f(env)
-                if not cmp(x, y):
-                    return False
-                x = y
-            return True
-        return chain
+        terms = [self.code(self.visit(node.left)),
+                 *(self.code(self.visit(c)) for c in node.comparators)]
+        if len(node.ops) == 1:
+            return _compare(node.ops[0], terms[0], terms[1])
+        # a chain (a < b < c): every middle term is evaluated once, as Python does
+        parts = []
+        left = terms[0]
+        for i, op in enumerate(node.ops):
+            right = terms[i + 1]
+            if i + 1 < len(node.ops):
+                self.temps += 1
+                temp = _Code(f"_t{self.temps}")
+                parts.append(_compare(op, left, _Code(f"({temp} := {right})")))
+                left = temp
+            else:
+                parts.append(_compare(op, left, right))
+        return _Code("(" + " and ".join(parts) + ")")
 
     # --- item fields and functions ------------------------------------------------------
-    def v_Attribute(self, node: ast.Attribute) -> Fn:
+    def v_Attribute(self, node: ast.Attribute) -> _Code:
         attr = node.attr
         if attr.startswith("_"):
             raise self.fail(node, f"attribute {attr!r} is not allowed: names starting with '_' "
@@ -291,7 +286,7 @@ class _Compiler:
                 raise self.fail(node, f"unknown field item.{attr} for each: {self.each.name}; "
                                       f"fields: {', '.join(self.each.fields)}")
             self.item_kinds.update(self.each.kinds)
-            return lambda env: getter(env, env.item, env.item_id)  # type: ignore[arg-type]
+            return _Code(f"{self.bind(getter, '_item_')}(env, env.item, env.item_id)")
         if isinstance(base, ast.Call) and isinstance(base.func, ast.Name) \
                 and base.func.id == "product":
             self._call(base)  # validates the call and records its dependencies
@@ -299,19 +294,18 @@ class _Compiler:
             if pgetter is None:
                 raise self.fail(node, f"unknown field product(...).{attr}; "
                                       f"fields: {', '.join(PRODUCT_FIELDS)}")
-            arg = _fn(self.visit(base.args[0]))
 
-            def product_field(env: Env) -> Any:
-                key = arg(env)
+            def product_field(env: Env, key: Any) -> Any:
                 raw = env.view["products"].get(key) if key is not None else None
                 return None if raw is None else pgetter(env, raw, key)
-            return product_field
+            arg = self.code(self.visit(base.args[0]))
+            return _Code(f"{self.bind(product_field, '_product_')}(env, {arg})")
         raise self.fail(node, "attribute access is only allowed on item and product(...)")
 
-    def v_Call(self, node: ast.Call) -> _Const | Fn:
+    def v_Call(self, node: ast.Call) -> _Const | _Code:
         return self._call(node)
 
-    def _call(self, node: ast.Call) -> _Const | Fn:
+    def _call(self, node: ast.Call) -> _Const | _Code:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, "only the listed functions can be called, by name")
         name = node.func.id
@@ -340,30 +334,9 @@ class _Compiler:
                 raise self.fail(node, f"{name}(): {value!r} is not one of {', '.join(allowed)}")
         self.deps.update(spec.deps(consts))
         self.functions.add(name)
-        impl = spec.impl
-        if not args:
-            return impl  # already a function of the environment
-        fns = [_fn(a) for a in args]
-        if len(args) == 1:
-            if isinstance(args[0], _Const):
-                c = args[0].value
-
-                def call_const(env: Env) -> Any:
-                    return impl(env, c)
-                call_const.fused = (impl, c)  # type: ignore[attr-defined]
-                return call_const
-            a = fns[0]
-            return lambda env: impl(env, a(env))
-        if len(args) == 2:
-            if all(isinstance(a, _Const) for a in args):
-                c0, c1 = consts
-                return lambda env: impl(env, c0, c1)
-            if isinstance(args[0], _Const):
-                c0, b = consts[0], fns[1]
-                return lambda env: impl(env, c0, b(env))
-            a, b = fns
-            return lambda env: impl(env, a(env), b(env))
-        return lambda env: impl(env, *(f(env) for f in fns))
+        fn = f"_f_{name}"
+        self.names[fn] = spec.impl
+        return _Code(f"{fn}(" + ", ".join(["env", *(self.code(a) for a in args)]) + ")")
 
 
 def compile_expr(source: str, each: str | None = None) -> Compiled:
@@ -384,5 +357,5 @@ def compile_expr(source: str, each: str | None = None) -> Compiled:
         raise ExprError(f"syntax error: {exc.msg}", (exc.offset or 1) - 1) from None
     c = _Compiler(each)
     body = c.visit(tree.body)
-    return Compiled(source, _fn(body), frozenset(c.deps), frozenset(c.item_kinds),
+    return Compiled(source, c.build(body, text), frozenset(c.deps), frozenset(c.item_kinds),
                     frozenset(c.functions))

@@ -35,12 +35,14 @@ from agents.unified_view import UnifiedView, ms
 from schemas.registry import SUBSCRIBER_STATE
 
 VIEW = UnifiedView.name
-Plan = tuple[tuple[Rule, str | None], ...]
+#: rule, item attribute (or None), its test, its ``each`` (or None), the episode key of a
+#: whole-subscriber rule: what :func:`_evaluate` needs, looked up once at load
+Plan = tuple[tuple[Rule, str | None, Any, str | None, str], ...]
 Verdict = tuple[Rule, str, Any, bool]
 
 
 def build_plan(rules: tuple[Rule, ...]) -> dict[tuple[str, str], Plan]:
-    """``(event kind, system) -> ((rule, item attribute or None), ...)``.
+    """``(event kind, system) -> ((rule, item attribute or None, ...), ...)``.
 
     The attribute (``product_id``, ``charge_id``, ``grant_id``) is set when the event only
     changes the one item it names for that rule; ``None`` means evaluate the whole rule.
@@ -48,13 +50,14 @@ def build_plan(rules: tuple[Rule, ...]) -> dict[tuple[str, str], Plan]:
     plan: dict[tuple[str, str], Plan] = {}
     for kind in ALL_KINDS:
         for system in SYSTEMS:
-            entries: list[tuple[Rule, str | None]] = []
+            entries = []
             for rule in rules:
                 deps = rule.test.deps
+                whole = (rule, rule.test.fn, rule.each, episode_key(rule.id, ""))
                 if (kind, system) in deps or (kind, None) in deps:
-                    entries.append((rule, None))
+                    entries.append((whole[0], None, *whole[1:]))
                 elif rule.each and kind in rule.test.item_kinds:
-                    entries.append((rule, ITEM_KINDS[rule.each].event_attr))
+                    entries.append((whole[0], ITEM_KINDS[rule.each].event_attr, *whole[1:]))
             if entries:
                 plan[(kind, system)] = tuple(entries)
     return plan
@@ -139,13 +142,11 @@ def _evaluate(plan: Plan, event: Any, env: Env, episodes: Mapping[str, Any] | No
     """Verdicts of the planned rules: every true one, and false ones with an open episode."""
     out: list[Verdict] = []
     found: dict[str, Any] = {}   # each kind -> the event's item (looked up once)
-    for rule, attr in plan:
-        fn = rule.test.fn
-        each = rule.each
+    for rule, attr, fn, each, whole_key in plan:
         if each is None:
             if fn(env):
                 out.append((rule, "", None, True))
-            elif episodes and episode_key(rule.id, "") in episodes:
+            elif episodes and whole_key in episodes:
                 out.append((rule, "", None, False))
             continue
         if attr is None:

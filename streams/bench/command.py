@@ -56,7 +56,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     i.add_argument("--line-timeout", type=float, help="seconds per line (default 120 + events/500)")
     i.add_argument("--seed", type=int, help="dataset seed (default fixed: same bytes every run)")
     i.add_argument("--profile", type=Path, metavar="OUT.txt",
-                   help="one extra foresight run under py-spy; write where its time goes")
+                   help="one extra worker run under py-spy; write where its time goes")
+    i.add_argument("--profile-line", default="foresight", choices=("foresight", "foresight-ingest"),
+                   help="the worker line --profile runs (default foresight: the whole pipeline)")
     i.add_argument("--poll-ms", type=int, default=20, help="/metrics polling period (default 20)")
     i.set_defaults(func=cmd_ingest)
 
@@ -147,7 +149,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         repeat=args.repeat, lines=lines, latency_seconds=args.latency_seconds,
         latency_fraction=args.latency_load,
         line_timeout=args.line_timeout, seed=args.seed if args.seed is not None else DEFAULT_SEED,
-        keep=args.keep, json_out=args.json_out, profile=args.profile, poll_ms=args.poll_ms)
+        keep=args.keep, json_out=args.json_out, profile=args.profile,
+        profile_line=args.profile_line, poll_ms=args.poll_ms)
     return run_ingest(settings, opts)
 
 

@@ -50,6 +50,7 @@ class IngestOptions:
     keep: bool = False
     json_out: Path | None = None
     profile: Path | None = None
+    profile_line: str = "foresight"
     poll_ms: int = 20
 
     @property
@@ -123,7 +124,7 @@ def run_ingest(base: Settings, opts: IngestOptions) -> int:
                 say(f"{line}: " + (f"{r.rate:,.0f} events/s" if r.ok else f"FAILED: {r.error}"))
                 results.append(r)
         if opts.profile is not None:
-            profiled = _run_line(settings, tag, "foresight", 99, opts, scratch, progress,
+            profiled = _run_line(settings, tag, opts.profile_line, 99, opts, scratch, progress,
                                  profile_to=opts.profile)
             say(f"profile of one worker run written to {opts.profile}")
         latency = _latency(base, tag, opts, records, results, scratch)
@@ -215,9 +216,9 @@ def render(summaries: list[report.Summary], results: list[LineResult],
         if r.line == "foresight" and r.ok:
             out.append(describe_worker(r))
             break
-    out.extend(audit_cost(summaries))
+    out.extend(audit_cost(summaries, results))
     if profiled is not None:
-        out.append("profiled run (py-spy attached, slower): "
+        out.append(f"profiled {opts.profile_line} run (py-spy attached, slower): "
                    + (f"{profiled.rate:,.0f} events/s" if profiled.ok else f"FAILED: {profiled.error}")
                    + f"; summary in {opts.profile}")
     failed = [r for r in results if not r.ok]
@@ -227,21 +228,38 @@ def render(summaries: list[report.Summary], results: list[LineResult],
     return "\n".join(out)
 
 
-def audit_cost(summaries: list[report.Summary]) -> list[str]:
+def audit_cost(summaries: list[report.Summary], results: list[LineResult] = ()) -> list[str]:
     """The audit's cost per event as a ratio to ingestion only, from the same run.
+
+    By elapsed time, and by the worker's own CPU time (worker and packer processes; median
+    of the runs), which leaves out what the broker on the same cores spends on the audit's
+    extra records.
 
     >>> from streams.bench.report import Summary
     >>> def s(line, rate):
     ...     return Summary(line, 1, 1, 100, 1.0, rate, rate, rate, None, [])
-    >>> audit_cost([s("foresight-ingest", 30_000.0), s("foresight", 24_000.0)])[0][:36]
-    'audit cost: 1.25x the per-event cost'
+    >>> def r(line, us):
+    ...     return LineResult(line, True, extra={"cpu_us_per_event": {"workers": us}})
+    >>> for row in audit_cost([s("foresight-ingest", 30_000.0), s("foresight", 24_000.0)],
+    ...                       [r("foresight-ingest", 30.0), r("foresight", 39.0)]):
+    ...     print(row)
+    audit cost: 1.25x the per-event cost of ingestion only (foresight-ingest 30,000/s, foresight 24,000/s)
+    audit cost in worker CPU: 1.30x (foresight-ingest 30.0 µs/event, foresight 39.0 µs/event)
     """
     rates = {s.line: s.rate for s in summaries}
     ingest, full = rates.get("foresight-ingest"), rates.get("foresight")
     if not ingest or not full:
         return []
-    return [f"audit cost: {ingest / full:.2f}x the per-event cost of ingestion only "
-            f"(foresight-ingest {ingest:,.0f}/s, foresight {full:,.0f}/s)"]
+    out = [f"audit cost: {ingest / full:.2f}x the per-event cost of ingestion only "
+           f"(foresight-ingest {ingest:,.0f}/s, foresight {full:,.0f}/s)"]
+    cpu = {line: [r.extra["cpu_us_per_event"]["workers"] for r in results
+                  if r.line == line and r.ok and "workers" in r.extra.get("cpu_us_per_event", {})]
+           for line in ("foresight-ingest", "foresight")}
+    if all(cpu.values()):
+        a, b = (statistics.median(cpu[k]) for k in ("foresight-ingest", "foresight"))
+        out.append(f"audit cost in worker CPU: {b / a:.2f}x (foresight-ingest {a:.1f} µs/event, "
+                   f"foresight {b:.1f} µs/event)")
+    return out
 
 
 def describe_worker(r: LineResult) -> str:
@@ -259,7 +277,9 @@ def describe_worker(r: LineResult) -> str:
             f"{sum(x.get('changelog_records', {}).values()):,.0f} changelog records for "
             f"{sum(x.get('state_updates', {}).values()):,.0f} state updates (coalescing "
             f"{coal or 0:.2f}x); worker RSS {' + '.join(f'{v:.0f}' for v in mb)} MB at the end, "
-            f"peak {' + '.join(f'{v:.0f}' for v in hwm)} MB")
+            f"peak {' + '.join(f'{v:.0f}' for v in hwm)} MB"
+            + "".join(f"; {part} CPU {us:.1f} µs/event"
+                      for part, us in x.get("cpu_us_per_event", {}).items()))
 
 
 def _avg_size(opts: IngestOptions) -> int:

@@ -86,6 +86,46 @@ def proc_memory(pid: int) -> dict[str, int]:
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (the packer child).
+
+    On a machine where the broker, the load and the worker share the cores, elapsed time
+    mixes their costs; CPU time per event is what each part costs on its own.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                children.setdefault(int(st[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        st = _stat(p)
+        if st is not None:
+            total += int(st[11]) + int(st[12])  # utime, stime (fields 14 and 15)
+        todo += children.get(p, [])
+    return total / _TICK
+
+
+def broker_pid(settings: Settings) -> int | None:
+    """The embedded broker's process, when this machine runs it (None for a remote cluster)."""
+    from streams.kafka_local import LocalKafka
+
+    return LocalKafka.from_settings(settings).pid() if settings.local_broker else None
+
+
 def foresight_argv() -> list[str]:
     """The installed ``foresight`` script next to this interpreter, else ``-m streams.cli``."""
     script = Path(sys.executable).parent / "foresight"
@@ -179,6 +219,13 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
     spy_tried = profile_to is None
     t0 = time.monotonic()
     marks: dict[str, float] = {}
+    broker = broker_pid(settings)
+    cpu: dict[str, float] = {}  # CPU seconds of the workers and the broker at the marks
+
+    def cpu_mark(name: str) -> None:
+        cpu[name + "_workers"] = sum(proc_cpu_seconds(w.proc.pid) for w in ws)
+        if broker is not None:
+            cpu[name + "_broker"] = proc_cpu_seconds(broker)
     packed = committed = last_committed = 0.0
     last_change = t0
     next_report = 0.0
@@ -197,14 +244,16 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
                     spy = _start_profiler(ws[0].proc.pid, profile_to)
             packed = sum(p.get("packed") or 0 for p in seen)
             committed = sum(p.get("committed") or 0 for p in seen)
-            if packed > 0:
-                marks.setdefault("packer_first", now)
+            if packed > 0 and "packer_first" not in marks:
+                marks["packer_first"] = now
+                cpu_mark("first")
             if packed >= events:
                 marks.setdefault("packer_all", now)
             if committed > 0:
                 marks.setdefault("commit_first", now)
             if committed >= events:
                 marks["commit_all"] = now
+                cpu_mark("all")
                 break
             if committed != last_committed:
                 last_committed, last_change = committed, now
@@ -227,7 +276,7 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
         time.sleep(0.3)  # anything committed beyond N would be a duplicate: look once more
         for w in ws:
             w.scrape()
-        return _result(line, ws, events, marks, t0)
+        return _result(line, ws, events, marks, t0, cpu)
     finally:
         if spy is not None and profile_to is not None:
             try:  # before the workers stop: shutdown is not what we profile
@@ -241,7 +290,7 @@ def run_line(settings: Settings, *, line: str, app_id: str, events: int, workers
 
 
 def _result(line: str, ws: list[Worker], events: int, marks: dict[str, float],
-            t0: float) -> LineResult:
+            t0: float, cpu: dict[str, float]) -> LineResult:
     mem = [proc_memory(w.proc.pid) for w in ws]
     series = [w.last for w in ws]
 
@@ -279,6 +328,10 @@ def _result(line: str, ws: list[Worker], events: int, marks: dict[str, float],
         "duplicates": int(tot("foresight_duplicate_records_total")),
         "vm_rss_bytes": [m.get("VmRSS") for m in mem],
         "vm_hwm_bytes": [m.get("VmHWM") for m in mem],
+        # CPU µs per event from the first packed event to the last commit
+        "cpu_us_per_event": {
+            part: round((cpu[f"all_{part}"] - cpu[f"first_{part}"]) / committed * 1e6, 2)
+            for part in ("workers", "broker") if f"all_{part}" in cpu and committed},
     }
     ok = committed == events and extra["dead_letters"] == 0
     error = None

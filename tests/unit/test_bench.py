@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import collections
+import os
 import statistics
+import subprocess
+import sys
+import time
 
 import orjson
 import pytest
@@ -21,7 +25,7 @@ from streams.bench.report import (
     ratio,
     summarize,
 )
-from streams.bench.worker import by_label, parse_metrics, total
+from streams.bench.worker import by_label, parse_metrics, proc_cpu_seconds, total
 from streams.decoding import Rejected, decode_record
 
 
@@ -220,3 +224,21 @@ def test_latency_sweep_table_shows_failures_and_backlogs() -> None:
     assert rows[3] == "| 8,000 | 1599/1599 | 105 | 188 | 235 | 101 → 112 | 26.8 | 313 |"
     assert rows[4].endswith("received 2690 dead letters, expected 2699")
     assert rows[5].startswith("| 20,000 | FAILED: worker exited with code 1")
+
+
+# --- CPU accounting -----------------------------------------------------------------------------
+def test_cpu_seconds_include_the_process_children() -> None:
+    """The worker's CPU counts its packer child: a busy child shows in its parent's figure."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        mine = proc_cpu_seconds(child.pid)
+        before = proc_cpu_seconds(os.getpid())
+        time.sleep(0.6)
+        after = proc_cpu_seconds(os.getpid())
+        assert after - before >= 0.2, (before, after)   # the spinning child, counted for us
+        assert proc_cpu_seconds(child.pid) > mine
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_cpu_seconds(2**22 + 12345) == 0.0      # a process that is gone: nothing
