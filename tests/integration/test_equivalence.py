@@ -7,8 +7,6 @@ transactions) runs on one, the plain per-event Faust reference on the other.
 
 from __future__ import annotations
 
-import uuid
-
 import orjson
 import pytest
 
@@ -41,7 +39,8 @@ def _outputs(settings: Settings, topic: str) -> list[tuple]:
 def test_batched_equals_per_event_reference(isolated: Settings) -> None:
     steps = default_pipeline()
     tables = tuple(s.name for s in steps) + system_tables(steps)
-    ref = isolated.model_copy(update={"topic_prefix": f"r{uuid.uuid4().hex[:6]}.",
+    # the same tag as the fixture's: its cleanup deletes these topics too
+    ref = isolated.model_copy(update={"topic_prefix": f"r{isolated.app_id[3:]}.",
                                       "app_id": isolated.app_id + "-ref"})
     records = workload(6000, subscribers=300, invalid_every=41, seed=11)
     for s in (isolated, ref):
