@@ -170,7 +170,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         if not args.keep:
-            _delete_topics(settings)
+            delete_run(settings)
         if started_kafka:
             LocalKafka.from_settings(settings).stop()
             print("demo: stopped the Kafka broker it started", file=sys.stderr)
@@ -212,8 +212,12 @@ def _produced(log: Path) -> int | None:
     return None
 
 
-def _delete_topics(settings: Any) -> None:
+def delete_run(settings: Any, who: str = "demo") -> None:
+    """Delete the run's topics (its prefix) and consumer groups (its app id and the
+    packer's), so a shared broker is left as it was."""
     from confluent_kafka.admin import AdminClient
+
+    from streams.bench.kafka import delete_groups
 
     admin = AdminClient(settings.kafka_client_config())
     names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
@@ -221,3 +225,7 @@ def _delete_topics(settings: Any) -> None:
         for fut in admin.delete_topics(names, operation_timeout=30).values():
             with suppress(Exception):
                 fut.result()
+    app = settings.app_id
+    delete_groups(settings, lambda g: g == app or g.startswith(app + "-"),
+                  log=lambda msg: print(f"{who}: {msg}", file=sys.stderr),
+                  wait_s=settings.session_timeout_s + 5)

@@ -158,9 +158,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for c in collectors:
             c.join(10)
         if not args.keep:
-            from streams.demo import _delete_topics
+            from streams.demo import delete_run
 
-            _delete_topics(settings)
+            delete_run(settings, "evaluate")
         if started_kafka:
             from streams.kafka_local import LocalKafka
 

@@ -138,13 +138,25 @@ def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print,
             except Exception as exc:
                 log(f"could not delete topic {t}: {exc}")
         log(f"deleted {len(topics)} topics of run {tag}")
+    delete_groups(settings, lambda g: tag in g, log, group_wait_s)
+
+
+def delete_groups(settings: Settings, match: Callable[[str], bool],
+                  log: Callable[[str], None] = print, wait_s: float = 30.0) -> None:
+    """Delete the consumer groups whose id ``match`` accepts (best effort, retried).
+
+    A group whose last member just left can still read as non-empty for a few seconds
+    (a static member, like the packer, stays until its session times out), so failed
+    deletions are retried for ``wait_s``.
+    """
+    adm = admin(settings)
     try:
         groups = [g.group_id for g in adm.list_consumer_groups(request_timeout=15).result(timeout=30).valid
-                  if tag in g.group_id]
+                  if match(g.group_id)]
     except Exception as exc:
         log(f"could not list consumer groups: {exc}")
         return
-    deadline = time.monotonic() + group_wait_s
+    deadline = time.monotonic() + wait_s
     while groups:
         failed: dict[str, Exception] = {}
         for g, fut in adm.delete_consumer_groups(groups, request_timeout=15).items():
