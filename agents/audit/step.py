@@ -53,11 +53,13 @@ def build_plan(rules: tuple[Rule, ...]) -> dict[tuple[str, str], Plan]:
             entries = []
             for rule in rules:
                 deps = rule.test.deps
-                whole = (rule, rule.test.fn, rule.each, episode_key(rule.id, ""))
                 if (kind, system) in deps or (kind, None) in deps:
-                    entries.append((whole[0], None, *whole[1:]))
+                    attr = None
                 elif rule.each and kind in rule.test.item_kinds:
-                    entries.append((whole[0], ITEM_KINDS[rule.each].event_attr, *whole[1:]))
+                    attr = ITEM_KINDS[rule.each].event_attr
+                else:
+                    continue
+                entries.append((rule, attr, rule.test.fn, rule.each, episode_key(rule.id, "")))
             if entries:
                 plan[(kind, system)] = tuple(entries)
     return plan
