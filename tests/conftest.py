@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -23,12 +24,10 @@ def kafka_settings() -> Iterator[Settings]:
 
         LocalKafka.from_settings(settings).start(quiet=True)
     yield settings
-    from streams.bench.kafka import cleanup
-
     # consumer groups the tests left: a worker's packer is a static member, so its group
     # stays non-empty for a session timeout after the test stopped it; by now it is empty
     for tag in _TAGS:
-        cleanup(settings, tag, log=lambda _msg: None, group_wait_s=15.0)
+        _tidy(settings, tag, group_wait_s=15.0)
 
 
 _TAGS: list[str] = []
@@ -42,12 +41,19 @@ def isolated(kafka_settings: Settings) -> Iterator[Settings]:
     consumer groups at the end of the session: the broker may be an operator's shared
     cluster, and on the embedded one thousands of leftover partitions pile up otherwise.
     """
-    from streams.bench.kafka import cleanup
-
     tag = uuid.uuid4().hex[:8]
     _TAGS.append(tag)
+    home = kafka_settings.home.resolve() / "test-state" / tag
     yield kafka_settings.model_copy(update={
-        "topic_prefix": f"t{tag}.", "app_id": f"fs-{tag}",
-        "home": kafka_settings.home.resolve() / "test-state" / tag,
-    })
-    cleanup(kafka_settings, tag, log=lambda _msg: None, group_wait_s=0.0)
+        "topic_prefix": f"t{tag}.", "app_id": f"fs-{tag}", "home": home})
+    _tidy(kafka_settings, tag, group_wait_s=0.0)  # the workers' logs in home stay, for debugging
+
+
+def _tidy(settings: Settings, tag: str, group_wait_s: float) -> None:
+    """Best-effort cleanup: a broker hiccup here must not fail the test that just passed."""
+    from streams.bench.kafka import cleanup
+
+    try:
+        cleanup(settings, tag, log=lambda _msg: None, group_wait_s=group_wait_s)
+    except Exception as exc:
+        warnings.warn(f"could not delete the topics of test run {tag}: {exc}", stacklevel=1)
