@@ -215,17 +215,14 @@ def _produced(log: Path) -> int | None:
 def delete_run(settings: Any, who: str = "demo") -> None:
     """Delete the run's topics (its prefix) and consumer groups (its app id and the
     packer's), so a shared broker is left as it was."""
-    from confluent_kafka.admin import AdminClient
+    from streams.topics import delete_groups, delete_topics
 
-    from streams.bench.kafka import delete_groups
+    def say(msg: str) -> None:
+        print(f"{who}: {msg}", file=sys.stderr)
 
-    admin = AdminClient(settings.kafka_client_config())
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
-    if names:
-        for fut in admin.delete_topics(names, operation_timeout=30).values():
-            with suppress(Exception):
-                fut.result()
-    app = settings.app_id
-    delete_groups(settings, lambda g: g == app or g.startswith(app + "-"),
-                  log=lambda msg: print(f"{who}: {msg}", file=sys.stderr),
+    prefix, app = settings.topic_prefix, settings.app_id
+    if not prefix or not app:
+        raise ValueError("refusing to delete a run without its own topic prefix and app id")
+    delete_topics(settings, lambda t: t.startswith(prefix), say)
+    delete_groups(settings, lambda g: g == app or g.startswith(app + "-"), say,
                   wait_s=settings.session_timeout_s + 5)

@@ -3,11 +3,15 @@
 All subscriber-keyed topics (inputs, the packed topic, every table's changelog) share one
 partition count, so partition *p* of each holds the same subscribers and one worker owns a
 subscriber's whole state. ``ensure_topics`` creates what is missing and refuses to run on
-a cluster whose existing topics break that rule, saying how to fix it.
+a cluster whose existing topics break that rule, saying how to fix it. ``delete_topics``
+and ``delete_groups`` remove what a run created (demo, evaluation, benchmarks, tests), so a
+shared cluster is left as it was.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.registry import (
@@ -98,3 +102,57 @@ def ensure_topics(settings: Settings, tables: tuple[str, ...] = (),
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise ConfigError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+Log = Callable[[str], None]
+
+
+def delete_topics(settings: Settings, match: Callable[[str], bool], log: Log = print) -> int:
+    """Delete the topics whose name ``match`` accepts (best effort); return how many."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_client_config())
+    names = [t for t in admin.list_topics(timeout=15).topics if match(t)]
+    if names:
+        for name, fut in admin.delete_topics(names, operation_timeout=60).items():
+            try:
+                fut.result(timeout=90)
+            except Exception as exc:
+                log(f"could not delete topic {name}: {exc}")
+    return len(names)
+
+
+def delete_groups(settings: Settings, match: Callable[[str], bool], log: Log = print,
+                  wait_s: float = 30.0) -> None:
+    """Delete the consumer groups whose id ``match`` accepts (best effort, retried).
+
+    A group whose last member just left can still read as non-empty for a few seconds
+    (a static member, like the packer, stays until its session times out), so failed
+    deletions are retried for ``wait_s``; groups with committed offsets would otherwise
+    linger on the cluster for the offsets retention (7 days).
+    """
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_client_config())
+    try:
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=15)
+                  .result(timeout=30).valid if match(g.group_id)]
+    except Exception as exc:
+        log(f"could not list consumer groups: {exc}")
+        return
+    deadline = time.monotonic() + wait_s
+    while groups:
+        failed: dict[str, Exception] = {}
+        for g, fut in admin.delete_consumer_groups(groups, request_timeout=15).items():
+            try:
+                fut.result(timeout=30)
+            except Exception as exc:
+                failed[g] = exc
+        groups = list(failed)
+        if not groups:
+            break
+        if time.monotonic() > deadline:
+            for g, exc in failed.items():
+                log(f"could not delete consumer group {g}: {exc}")
+            break
+        time.sleep(2.0)

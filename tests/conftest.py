@@ -24,10 +24,13 @@ def kafka_settings() -> Iterator[Settings]:
 
         LocalKafka.from_settings(settings).start(quiet=True)
     yield settings
-    # consumer groups the tests left: a worker's packer is a static member, so its group
-    # stays non-empty for a session timeout after the test stopped it; by now it is empty
-    for tag in _TAGS:
-        _tidy(settings, tag, group_wait_s=15.0)
+    # the tests' consumer groups, all at once: a worker's packer is a static member, so its
+    # group stays non-empty for a session timeout after the test stopped it
+    from streams.topics import delete_groups
+
+    if _TAGS:
+        delete_groups(settings, lambda g: any(tag in g for tag in _TAGS),
+                      log=lambda msg: warnings.warn(msg, stacklevel=1), wait_s=15.0)
 
 
 _TAGS: list[str] = []
@@ -46,14 +49,14 @@ def isolated(kafka_settings: Settings) -> Iterator[Settings]:
     home = kafka_settings.home.resolve() / "test-state" / tag
     yield kafka_settings.model_copy(update={
         "topic_prefix": f"t{tag}.", "app_id": f"fs-{tag}", "home": home})
-    _tidy(kafka_settings, tag, group_wait_s=0.0)  # the workers' logs in home stay, for debugging
+    _tidy(kafka_settings, tag)  # the workers' logs in home stay, for debugging
 
 
-def _tidy(settings: Settings, tag: str, group_wait_s: float) -> None:
+def _tidy(settings: Settings, tag: str) -> None:
     """Best-effort cleanup: a broker hiccup here must not fail the test that just passed."""
-    from streams.bench.kafka import cleanup
+    from streams.topics import delete_topics
 
     try:
-        cleanup(settings, tag, log=lambda _msg: None, group_wait_s=group_wait_s)
+        delete_topics(settings, lambda t: tag in t, log=lambda msg: warnings.warn(msg, stacklevel=1))
     except Exception as exc:
         warnings.warn(f"could not delete the topics of test run {tag}: {exc}", stacklevel=1)

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.errors import BrokerError
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import delete_groups, delete_topics, ensure_topics
 
 Progress = Callable[[int], None]
 
@@ -120,58 +120,14 @@ def truncate(settings: Settings, topic: str, partitions: int) -> None:
 
 def cleanup(settings: Settings, tag: str, log: Callable[[str], None] = print,
             group_wait_s: float = 30.0) -> None:
-    """Delete the topics and consumer groups whose names contain ``tag`` (best effort).
-
-    A group whose last member just left can still read as non-empty for a few seconds
-    (seen with the packer's group right after a clean worker exit), so deleting groups is
-    retried for ``group_wait_s``; groups with committed offsets would otherwise linger on
-    the shared broker for the offsets retention (7 days).
-    """
+    """Delete the topics and consumer groups whose names contain ``tag`` (best effort;
+    groups retried for ``group_wait_s``, see :func:`streams.topics.delete_groups`)."""
     if len(tag) < 6:
         raise ValueError("refusing to clean up with a tag shorter than 6 characters")
-    adm = admin(settings)
-    topics = [t for t in adm.list_topics(timeout=15).topics if tag in t]
-    if topics:
-        for t, fut in adm.delete_topics(topics, operation_timeout=60).items():
-            try:
-                fut.result(timeout=90)
-            except Exception as exc:
-                log(f"could not delete topic {t}: {exc}")
-        log(f"deleted {len(topics)} topics of run {tag}")
+    n = delete_topics(settings, lambda t: tag in t, log)
+    if n:
+        log(f"deleted {n} topics of run {tag}")
     delete_groups(settings, lambda g: tag in g, log, group_wait_s)
-
-
-def delete_groups(settings: Settings, match: Callable[[str], bool],
-                  log: Callable[[str], None] = print, wait_s: float = 30.0) -> None:
-    """Delete the consumer groups whose id ``match`` accepts (best effort, retried).
-
-    A group whose last member just left can still read as non-empty for a few seconds
-    (a static member, like the packer, stays until its session times out), so failed
-    deletions are retried for ``wait_s``.
-    """
-    adm = admin(settings)
-    try:
-        groups = [g.group_id for g in adm.list_consumer_groups(request_timeout=15).result(timeout=30).valid
-                  if match(g.group_id)]
-    except Exception as exc:
-        log(f"could not list consumer groups: {exc}")
-        return
-    deadline = time.monotonic() + wait_s
-    while groups:
-        failed: dict[str, Exception] = {}
-        for g, fut in adm.delete_consumer_groups(groups, request_timeout=15).items():
-            try:
-                fut.result(timeout=30)
-            except Exception as exc:
-                failed[g] = exc
-        groups = list(failed)
-        if not groups:
-            break
-        if time.monotonic() > deadline:
-            for g, exc in failed.items():
-                log(f"could not delete consumer group {g}: {exc}")
-            break
-        time.sleep(2.0)
 
 
 def cleanup_or_say(settings: Settings, tag: str, say: Callable[[str], None]) -> None:

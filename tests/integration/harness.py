@@ -39,7 +39,7 @@ class Worker:
     log: Path
 
     def metrics(self) -> dict[str, float]:
-        return scrape(self.port)
+        return scrape_metrics(self.port)
 
     def progress(self) -> dict[str, Any]:
         """The worker's cheap ``/progress`` counters (processed, committed, pending...)."""
@@ -90,11 +90,6 @@ def _up(worker: Worker) -> bool:
         return True
     except OSError:
         return False
-
-
-def scrape(port: int) -> dict[str, float]:
-    """Prometheus text format to {'name{labels}': value}."""
-    return scrape_metrics(port)
 
 
 def total(metrics: dict[str, float], name: str, **labels: str) -> float:

@@ -242,3 +242,12 @@ def test_cpu_seconds_include_the_process_children() -> None:
         child.kill()
         child.wait()
     assert proc_cpu_seconds(2**22 + 12345) == 0.0      # a process that is gone: nothing
+
+
+def test_run_cleanup_refuses_to_match_every_topic() -> None:
+    """An empty prefix or app id would match every topic and group on the cluster."""
+    from streams.demo import delete_run
+    from streams.settings import Settings
+
+    with pytest.raises(ValueError, match="own topic prefix"):
+        delete_run(Settings(topic_prefix="", app_id="demo-1"))
