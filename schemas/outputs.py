@@ -151,10 +151,20 @@ class DeadLetterReason(StrEnum):
     OVERSIZE = "oversize"
     EMPTY = "empty"
     PROCESSING_ERROR = "processing_error"   # valid input a step failed on (a bug): kept to replay
+    MISSING_KEY = "missing_key"    # no Kafka key: the record's partition says nothing of its owner
+    KEY_MISMATCH = "key_mismatch"  # keyed by another subscriber/cell/line than its payload names
+    EVENT_TIME_OUT_OF_BOUNDS = "event_time_out_of_bounds"  # too far in the future, or before the floor
 
 
 class DeadLetter(OutboundModel):
-    """An input that could not be parsed or validated, kept whole so it can be replayed."""
+    """An input that could not be parsed or validated, kept so it can be inspected and replayed.
+
+    The copy is whole up to the worker's event size limit. A larger (oversize) record would
+    not fit in a dead letter under Kafka's message size limit, so its copy is truncated to
+    its first bytes (``value_truncated``); its size, its SHA-256 and its source position
+    (topic, partition, offset: the full bytes stay there for the topic's retention) identify
+    it. Keys longer than 1 KiB are truncated the same way (``key_truncated``).
+    """
 
     schema_version: SchemaVersion = SCHEMA_VERSION
     source_topic: str
@@ -162,8 +172,11 @@ class DeadLetter(OutboundModel):
     source_offset: int = Field(ge=0)
     source_timestamp_ms: int | None = None
     key_b64: str | None = None
+    key_truncated: bool = False
     value_b64: str
     value_bytes: int = Field(ge=0)
+    value_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    value_truncated: bool = False
     reason: DeadLetterReason
     error: Text
     worker: Ident

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,16 @@ from agents.unified_view import UnifiedView
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
 from sinks.prometheus import register_metrics_page
 from streams import faust_transport
-from streams.committer import TransactionalCommitter
+from streams.committer import CommitAbandoned, TransactionalCommitter
+from streams.decoding import TimeBounds
 from streams.errors import ConfigError
+from streams.logs import client_logging
+from streams.logs import install as install_log_filter
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
 from streams.settings import Settings
+from streams.supervision import supervise
 from streams.topics import PACKED, changelog_topic, ensure_topics
 from streams.unit import BatchUnit, system_tables
 
@@ -104,8 +110,21 @@ class ForesightApp(faust.App):
             self.packer.start()
 
     async def on_stop(self) -> None:
+        """Stop within ``shutdown_timeout_s``: the packer hands its input over and the unit
+        commits what it processed (both at once, each bounded), then Faust leaves the group.
+
+        Faust's own wait for unacknowledged events is off (``stream_wait_empty=False``):
+        envelopes are acknowledged only by commits, so it would wait forever once the
+        commit loop stopped. Envelopes fed after the final commit are not acknowledged and
+        the next owner reads them again. A deadline thread ends the process if anything
+        still hangs past the timeout (nothing uncommitted is lost: it is redone).
+        """
+        budget = self.settings.shutdown_timeout_s
+        arm_exit_deadline(budget)
+        steps = [self.runner.final_commit(budget * 0.4)]
         if self.packer is not None:
-            await asyncio.to_thread(self.packer.stop)
+            steps.append(asyncio.to_thread(self.packer.stop, budget * 0.5))
+        await asyncio.gather(*steps)
         await super().on_stop()
 
 
@@ -141,6 +160,9 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=False,
+        # Faust's leader election topic: Foresight elects nothing (and declares no topics
+        # through Faust, so it would be missing: an ERROR at every start)
+        topic_disable_leader=True,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
@@ -149,6 +171,7 @@ def create_app(
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_linger=0.002,
         processing_guarantee="at_least_once",
+        stream_wait_empty=False,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
     )
@@ -172,12 +195,15 @@ def create_app(
     unit = BatchUnit(steps, {n: t.data for n, t in tables.items()}, worker_id=worker_id,
                      max_event_bytes=settings.max_event_bytes,
                      cache_keys=settings.state_cache_keys, lateness_ms=settings.timer_lateness_ms,
-                     idle_ms=settings.timer_idle_ms)
+                     idle_ms=settings.timer_idle_ms, live_ms=settings.timer_live_ms,
+                     time_bounds=TimeBounds.of(settings.event_time_max_future_s,
+                                               settings.event_time_floor))
     app.committer = TransactionalCommitter(
-        settings.kafka_client_config(),
+        client_logging(settings.kafka_client_config()),
         transactional_id=f"{settings.app_id}-{worker_id}",
         table_topics={n: changelog_topic(settings, n) for n in table_names},
         output_topics={t: settings.topic(t) for t in OUTPUT_TOPICS},
+        on_retry=lambda error: metrics.commit_retries.labels(error).inc(),
     )
     runner = app.runner = UnitRunner(unit, app.committer, metrics)
     packed = app.topic(settings.topic(PACKED), partitions=settings.partitions,
@@ -239,6 +265,7 @@ def create_app(
             "committed": runner.committed_records,
             "commits": runner.commits,
             "pending": unit.pending(),
+            **sup.health(),
         })
 
     if settings.packer == "thread":
@@ -246,28 +273,23 @@ def create_app(
             metrics.packer_records.labels(topic).inc(n)
             metrics.packer_envelopes.inc()
 
-        app.packer = PackerThread(make_packer(settings, count, worker_id))
+        thread = PackerThread(lambda: make_packer(settings, count, worker_id,
+                                                  on_lag=thread.set_lag))
+        app.packer = thread
     elif settings.packer == "process":
         app.packer = PackerProcess(
             settings, worker_id, INPUT_TOPICS,
             lambda topic, n: metrics.packer_records.labels(topic).inc(n),
             metrics.packer_envelopes.inc)
-
-        @app.timer(0.5, name="packer-health")
-        async def packer_health() -> None:
-            packer = app.packer
-            assert isinstance(packer, PackerProcess)
-            packer.sync()
-            if not packer.alive() and not app.should_stop:
-                exc = RuntimeError(f"the packer process exited with code {packer.exitcode}")
-                log.critical("%s; stopping the worker", exc)
-                await app.crash(exc)
+    sup = supervise(app, packed.get_topic_name())
     return app
 
 
 async def _commit(app: ForesightApp) -> None:
     try:
         await app.runner.commit()
+    except CommitAbandoned:
+        return  # stopping: what was not committed is processed again by the next owner
     except Exception as exc:
         log.critical("commit failed, stopping the worker (state restores from the "
                      "changelog on restart): %s", exc)
@@ -276,14 +298,14 @@ async def _commit(app: ForesightApp) -> None:
 
 
 def make_packer(settings: Settings, on_envelope: Any = None,
-                worker_id: str | None = None) -> Packer:
+                worker_id: str | None = None, *, on_lag: Any = None) -> Packer:
     """The packing front stage for every input topic."""
     real = {settings.topic(t): t for t in INPUT_TOPICS}
     consumer = {"session.timeout.ms": str(int(settings.session_timeout_s * 1000))}
     if settings.static_membership and worker_id:
         consumer["group.instance.id"] = f"{worker_id}-packer"
     return Packer(
-        settings.kafka_client_config(),
+        client_logging(settings.kafka_client_config()),
         consumer_config=consumer,
         group_id=f"{settings.app_id}-packer",
         inputs=list(real),
@@ -292,7 +314,9 @@ def make_packer(settings: Settings, on_envelope: Any = None,
         max_events=settings.batch_max_events,
         max_bytes=settings.batch_max_bytes,
         linger_ms=settings.batch_linger_ms,
+        max_record_bytes=settings.max_event_bytes,
         on_envelope=on_envelope,
+        on_lag=on_lag,
     )
 
 
@@ -309,10 +333,51 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def arm_exit_deadline(seconds: float) -> None:
+    """End the process ``seconds`` from now if it is still alive (once per process).
+
+    A stop that hangs (a client waiting for a broker that is gone, a thread that does not
+    return) must not keep a dead worker holding its partitions: nothing uncommitted is lost
+    by exiting, the next owner processes it again.
+    """
+    global _deadline_armed
+    if _deadline_armed:
+        return
+    _deadline_armed = True
+
+    def expire() -> None:
+        log.critical("still stopping after %.0fs (FORESIGHT_SHUTDOWN_TIMEOUT_S); exiting now, "
+                     "uncommitted records are processed again by the next owner", seconds)
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+_deadline_armed = False
+#: exit status when a stop outlived FORESIGHT_SHUTDOWN_TIMEOUT_S
+EXIT_SHUTDOWN_TIMEOUT = 75
+
+
+class ForesightWorker(faust.Worker):
+    """Faust's worker with Foresight's logging (repeats throttled, no colours in files) and
+    a bounded stop from the first signal on."""
+
+    def on_setup_root_logger(self, logger: Any, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        install_log_filter()
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        arm_exit_deadline(self.app.settings.shutdown_timeout_s)  # type: ignore[attr-defined]
+        super()._schedule_shutdown(signal)
+
+
 def run_worker(settings: Settings) -> None:
     """Run the worker until interrupted (``foresight worker``)."""
     Path(settings.home).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     tune_gc()
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = ForesightWorker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()

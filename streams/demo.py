@@ -106,6 +106,7 @@ def summary(m: dict[str, float], elapsed: float, before: dict[str, float] | None
 def run_demo(args: argparse.Namespace) -> int:
     from streams.cli import ensure_broker, settings_from
     from streams.kafka_local import LocalKafka
+    from streams.simulator.runner import future_allowance_s, resolve_speed
 
     stamp = time.strftime("%Y%m%d%H%M%S")
     base = settings_from(args)
@@ -120,6 +121,11 @@ def run_demo(args: argparse.Namespace) -> int:
            "FORESIGHT_APP_ID": settings.app_id, "FORESIGHT_HOME": str(home),
            "FORESIGHT_PARTITIONS": str(settings.partitions), "FORESIGHT_WEB_PORT": str(port),
            "FORESIGHT_WORKER_ID": f"demo-{stamp}", "KAFKA_BOOTSTRAP_SERVERS": settings.brokers}
+    # the simulated clock runs ahead of the wall clock: the demo's worker accepts its events
+    speed = resolve_speed(args.speed, args.rate, args.subscribers)
+    allowance = future_allowance_s(speed, args.duration)
+    if allowance is not None:
+        env["FORESIGHT_EVENT_TIME_MAX_FUTURE_S"] = str(allowance)
     procs: list[subprocess.Popen] = []
     print(f"demo: topics prefixed {settings.topic_prefix!r}, logs in {run_dir}", file=sys.stderr)
     try:

@@ -81,6 +81,7 @@ class _Collector(threading.Thread):
 def run_evaluate(args: argparse.Namespace) -> int:
     from agents.audit.catalog import load_catalog
     from streams.cli import ensure_broker, settings_from
+    from streams.simulator.runner import future_allowance_s
     from streams.simulator.truth import Inconsistency, Summary, load_truth
     from streams.topics import ensure_topics
 
@@ -117,6 +118,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
            "FORESIGHT_APP_ID": settings.app_id, "FORESIGHT_HOME": str(run_dir),
            "FORESIGHT_PARTITIONS": str(settings.partitions), "FORESIGHT_WEB_PORT": str(_port()),
            "FORESIGHT_WORKER_ID": f"eval-{stamp}", "KAFKA_BOOTSTRAP_SERVERS": settings.brokers}
+    # the simulated clock runs ahead of the wall clock: the worker accepts its events
+    allowance = future_allowance_s(args.speed, args.duration)
+    if allowance is not None:
+        env["FORESIGHT_EVENT_TIME_MAX_FUTURE_S"] = str(allowance)
     procs: list[subprocess.Popen] = []
     collectors = [_Collector(settings, settings.topic("alerts"), on_alert),
                   _Collector(settings, settings.topic("subscriber-state"), on_state)]

@@ -22,6 +22,19 @@ class _ReadCommittedThread(_aiokafka.AIOKafkaConsumerThread):
         consumer._isolation_level = "read_committed"
         return consumer
 
+    def verify_event_path(self, now: float, tp: Any) -> None:
+        """Faust's stall monitor, minus the partitions no stream reads.
+
+        Faust assigns every table's changelog partitions to the worker, but Foresight's
+        store restores them itself and no stream ever reads them; Faust's monitor then
+        calls them stuck, an ERROR every ~2.5 s once the worker has been up for
+        ``stream_processing_timeout`` (5 min). The worker's own health check
+        (:mod:`streams.health`) watches the packed topic instead.
+        """
+        if tp.topic.endswith("-changelog"):
+            return None
+        return super().verify_event_path(now, tp)
+
 
 class ReadCommittedConsumer(_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:
@@ -37,3 +50,26 @@ class Transport(_aiokafka.Transport):
 def register() -> None:
     """Make ``foresight://host:port`` broker URLs select this transport."""
     TRANSPORTS.aliases.setdefault("foresight", f"{__name__}:Transport")
+
+
+def consumer_lag(app: Any, topic: str) -> int:
+    """Records of ``topic`` (in this worker's assignment) that Faust's consumer has not
+    fetched yet: last stable offset minus position, as aiokafka last saw them (no request).
+
+    For the health check only; reads aiokafka's subscription state the way Faust's own
+    stall monitor (``verify_event_path``) does, and answers 0 when it cannot tell.
+    """
+    try:
+        consumer = app.consumer._thread._ensure_consumer()
+        assignment = consumer._fetcher._subscriptions.subscription.assignment
+        lag = 0
+        for tp in assignment.tps:
+            if tp.topic != topic:
+                continue
+            state = assignment.state_value(tp)
+            end = state.lso if state.lso is not None else state.highwater
+            if end is not None and state.has_valid_position:
+                lag += max(0, end - state.position)
+        return lag
+    except Exception:  # not started, rebalancing, or internals moved
+        return 0

@@ -19,6 +19,9 @@ from schemas.registry import CONTRACTS, INPUT_TOPICS, OUTPUT_TOPICS
 # ``*_created`` series double every counter on the wire and no dashboard uses them.
 disable_created_metrics()
 
+#: who a stall is blamed on (streams.health.Verdict.component)
+STALL_COMPONENTS = ("commit", "packer", "broker", "consumer")
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -94,6 +97,25 @@ class Metrics:
             ["topic"], registry=r)
         self.packer_envelopes = Counter(
             "foresight_packer_envelopes_total", "Envelopes produced by the packer.", registry=r)
+        self.stalled = Gauge(
+            "foresight_worker_stalled",
+            "1 while the worker has work and makes no progress, by the component blamed "
+            "(commit, packer, broker, consumer); see /health for the reason.",
+            ["component"], registry=r)
+        self.commit_retries = Counter(
+            "foresight_commit_retries_total",
+            "Failed transaction attempts that were retried, by Kafka error (outages, fencing).",
+            ["error"], registry=r)
+        self.packer_restarts = Counter(
+            "foresight_packer_restarts_total",
+            "Times the packer process exited and was started again.", registry=r)
+        self.input_lag = Gauge(
+            "foresight_input_lag_records",
+            "Input records the packer has not consumed yet (its assigned partitions).",
+            registry=r)
+        self.packed_lag = Gauge(
+            "foresight_packed_lag_envelopes",
+            "Envelopes on the packed topic this worker has not fetched yet.", registry=r)
         self.audit_alerts = Counter(
             "foresight_audit_alerts_total",
             "Audit episodes by rule and transition: fired (a hit), escalated, resolved.",
@@ -112,6 +134,8 @@ class Metrics:
                 self.audit_alerts.labels(rule, transition)
             self.audit_open.labels(rule)
             self.audit_time_to_detect.labels(rule)
+        for component in STALL_COMPONENTS:
+            self.stalled.labels(component)
         for topic in INPUT_TOPICS:
             for kind in kinds_of(topic):
                 self.input_events.labels(topic, kind)

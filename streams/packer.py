@@ -10,6 +10,15 @@ age (``batch_linger_ms``), which bounds the latency it adds.
 Delivery is at least once: input offsets are committed only after the envelopes holding
 them are acknowledged by the broker. A record packed twice (a crash, a rebalance) is
 harmless: the worker skips source offsets it has already applied.
+
+**No input can stop it.** A record larger than the worker accepts (or with a key no id can
+have) travels as a small :class:`~streams.envelope.Oversize` stub, and an envelope closes
+before a record would take it past ``max_bytes``, so every envelope fits in a Kafka
+message whatever the operators produce. Broker outages are waited out (the producer
+retries without a deadline); an envelope that still fails, or a consumer error librdkafka
+calls fatal (a static member fenced after a broker restart), raises :class:`PackerFailed`:
+the process exits non-zero, the worker starts a new packer, and it resumes from the last
+committed input offsets.
 """
 
 from __future__ import annotations
@@ -24,9 +33,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from streams.envelope import pack
+from streams.envelope import KEY_LIMIT_BYTES, Oversize, pack
+from streams.errors import BrokerError
+from streams.logs import Throttle
 
 log = logging.getLogger(__name__)
+
+#: fixed per-record cost of an envelope (offset, timestamp, two lengths) with some margin
+_RECORD_OVERHEAD = 40
+
+
+class PackerFailed(BrokerError):
+    """The packer cannot go on with this consumer or producer; a new packer resumes from
+    the last committed input offsets."""
 
 
 @dataclass(slots=True)
@@ -36,7 +55,7 @@ class _Open:
     started: float
     offsets: list[int] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
+    keys: list[bytes | Oversize | None] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -60,7 +79,9 @@ class Packer:
         max_events: int,
         max_bytes: int,
         linger_ms: int,
+        max_record_bytes: int = 64 * 1024,
         on_envelope: Callable[[str, int], None] | None = None,
+        on_lag: Callable[[int], None] | None = None,
         commit_interval_s: float = 1.0,
     ) -> None:
         self.inputs = list(inputs)
@@ -68,9 +89,13 @@ class Packer:
         self.packed_topic = packed_topic
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.max_record_bytes = max_record_bytes
         self.linger = linger_ms / 1000.0
         self.on_envelope = on_envelope
+        self.on_lag = on_lag
         self.commit_interval = commit_interval_s
+        self._throttle = Throttle(60.0)
+        self._failed: str | None = None
         self._consumer = Consumer({
             **client_config,
             **(consumer_config or {}),
@@ -87,8 +112,12 @@ class Packer:
             "enable.idempotence": True,
             "linger.ms": 1,
             "batch.num.messages": 1000,
-            "message.max.bytes": max(1_000_000, max_bytes + 65_536),
+            # an envelope is at most max_bytes, or one record (<= max_record_bytes) alone
+            "message.max.bytes": max(max_bytes, max_record_bytes + KEY_LIMIT_BYTES) + 65_536,
             "queue.buffering.max.kbytes": 1_048_576,
+            # wait out broker outages: an envelope is never given up on while the process
+            # lives (a delivery failure would otherwise leave a gap behind later envelopes)
+            "message.timeout.ms": 0,
         })
         self._open: dict[tuple[str, int], _Open] = {}
         self._delivered: dict[tuple[str, int], int] = {}
@@ -98,13 +127,15 @@ class Packer:
         self.envelopes = 0
 
     # --- main loop -----------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        """Pack until ``stop`` is set; then flush everything and commit."""
+    def run(self, stop: threading.Event, stop_timeout: float = 5.0) -> None:
+        """Pack until ``stop`` is set; then flush everything (for at most ``stop_timeout``)
+        and commit. Raises :class:`PackerFailed` when it cannot go on."""
         self._consumer.subscribe(self.inputs, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         idle_timeout = max(0.001, min(self.linger / 2, 0.05))
         busy_timeout = 0.001
         timeout = idle_timeout
+        failed = True
         try:
             while not stop.is_set():
                 # consume(n, t) waits the whole timeout unless n records are queued: while
@@ -116,36 +147,91 @@ class Packer:
                     self._add(msgs)
                 self._emit_aged(time.monotonic())
                 self._producer.poll(0)
+                if self._failed is not None:
+                    raise PackerFailed(self._failed)
                 if time.monotonic() - self._last_commit >= self.commit_interval:
                     self._commit(asynchronous=True)
+                    self._report_lag()
+            failed = False
         finally:
+            self._close(failed, stop_timeout)
+
+    def _close(self, failed: bool, timeout: float) -> None:
+        """Hand over what was packed: emit, wait for delivery (``timeout``), commit.
+
+        After a failure nothing is committed beyond what was delivered; the envelopes of
+        this session that were not are packed again by the next packer.
+        """
+        if not failed:
             self._emit(list(self._open))
-            self._producer.flush(30)
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.warning("stopping with %d envelopes undelivered; the next packer packs their "
+                        "records again", remaining)
+        try:
             self._commit(asynchronous=False)
+        finally:
             self._consumer.close()
 
     def _add(self, msgs: Iterable[Any]) -> None:
         now = time.monotonic()
         opened = self._open
         max_events, max_bytes = self.max_events, self.max_bytes
+        max_record = self.max_record_bytes
         for m in msgs:
             err = m.error()
             if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("packer consume error: %s", err)
+                self._consume_error(err)
                 continue
             tp = (m.topic(), m.partition())
+            value = m.value() or b""
+            key = m.key()
+            size = len(value) + _RECORD_OVERHEAD
+            if len(value) > max_record or (key is not None and len(key) > KEY_LIMIT_BYTES):
+                key = Oversize.of(key, value, max_value_bytes=max_record)
+                value = b""
+                size = len(key.value_head) + 200
             buf = opened.get(tp)
+            if buf is not None and buf.size + size > max_bytes:
+                self._emit([tp])  # close before this record would take it past the limit
+                buf = None
             if buf is None:
                 buf = opened[tp] = _Open(now)
-            value = m.value() or b""
             buf.offsets.append(m.offset())
             buf.timestamps.append(m.timestamp()[1])
-            buf.keys.append(m.key())
+            buf.keys.append(key)
             buf.values.append(value)
-            buf.size += len(value) + 40
+            buf.size += size
             if len(buf.offsets) >= max_events or buf.size >= max_bytes:
                 self._emit([tp])
+
+    def _consume_error(self, err: Any) -> None:
+        code = err.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise PackerFailed(f"fatal consumer error: {err}")
+        if self._throttle.allow(code):
+            log.warning("packer consume error (repeats are logged once a minute): %s", err)
+
+    def _report_lag(self) -> None:
+        """Input records not yet consumed, from librdkafka's cached high watermarks (no
+        request to the broker): the worker's health check reads it."""
+        if self.on_lag is None:
+            return
+        try:
+            assigned = self._consumer.assignment()
+            positions = self._consumer.position(assigned) if assigned else []
+        except Exception:  # an unusable consumer shows up in run() soon
+            return
+        lag = 0
+        for tp in positions:
+            _lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
+            if hi >= 0 and tp.offset >= 0:
+                lag += max(0, hi - tp.offset)
+            elif hi > 0:
+                lag += 1  # not fetched yet: something may be waiting
+        self.on_lag(lag)
 
     def _emit_aged(self, now: float) -> None:
         aged = [tp for tp, buf in self._open.items() if now - buf.started >= self.linger]
@@ -166,8 +252,9 @@ class Packer:
                 if err is None:
                     if last > self._delivered.get(tp, -1):
                         self._delivered[tp] = last
-                else:
-                    log.error("envelope of %s up to offset %d not delivered: %s", tp, last, err)
+                elif self._failed is None:
+                    # later envelopes of tp must not be committed past this one: stop here
+                    self._failed = f"envelope of {tp} up to offset {last} not delivered: {err}"
 
             while True:
                 try:
@@ -197,7 +284,9 @@ class Packer:
             for tp in offsets:
                 self._committed[(tp.topic, tp.partition)] = tp.offset - 1
         except Exception as exc:
-            log.warning("packer offset commit failed (will retry): %s", exc)
+            if self._throttle.allow("commit"):
+                log.warning("packer offset commit failed (will retry; repeats are logged once "
+                            "a minute): %s", exc)
 
     # --- rebalance -----------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -227,27 +316,45 @@ class PackerProcess:
     """Runs the packer in a child process of the worker: its own interpreter and GIL.
 
     The worker's event loop is bound by one core of Python; packing in a thread took ~14%
-    of it (py-spy, docs/benchmarks.md). The child reports its counts through shared memory
-    (one int64 per input topic and one for envelopes) that :meth:`sync` copies into the
-    worker's Prometheus counters, and it is told to stop (flush, commit) when the worker
-    dies, even by kill -9 (``PR_SET_PDEATHSIG``).
+    of it (py-spy, docs/benchmarks.md). The child reports its counts and its input lag
+    through shared memory (one int64 per input topic, one for envelopes, one for the lag)
+    that :meth:`sync` copies into the worker's Prometheus counters, and it is told to stop
+    (flush, commit) when the worker dies, even by kill -9 (``PR_SET_PDEATHSIG``). When the
+    child exits on its own, the worker calls :meth:`restart` (a new child resumes from the
+    last committed input offsets); the shared counts carry on across children.
     """
 
     def __init__(self, settings: Any, worker_id: str, topics: Sequence[str],
                  on_counts: Callable[[str, int], None], on_envelopes: Callable[[int], None]) -> None:
         import multiprocessing
 
-        ctx = multiprocessing.get_context("spawn")
+        self._ctx = multiprocessing.get_context("spawn")
+        self.settings = settings
+        self.worker_id = worker_id
         self.topics = list(topics)
-        self._counts = ctx.Array("q", len(self.topics) + 1, lock=False)
+        self._counts = self._ctx.Array("q", len(self.topics) + 2, lock=False)
         self._seen = [0] * (len(self.topics) + 1)
         self._on_counts = on_counts
         self._on_envelopes = on_envelopes
-        self._proc = ctx.Process(target=_child_main, name="foresight-packer", daemon=True,
-                                 args=(settings, worker_id, self.topics, self._counts))
+        self._proc = self._new()
+        self.starts = 0
+
+    def _new(self) -> Any:
+        return self._ctx.Process(target=_child_main, name="foresight-packer", daemon=True,
+                                 args=(self.settings, self.worker_id, self.topics, self._counts))
 
     def start(self) -> None:
         self._proc.start()
+        self.starts += 1
+
+    def restart(self) -> None:
+        """Start a new child after the previous one exited."""
+        if self._proc.is_alive():
+            return
+        self._proc.close()
+        self._counts[len(self.topics) + 1] = 0
+        self._proc = self._new()
+        self.start()
 
     def alive(self) -> bool:
         return self._proc.is_alive()
@@ -257,8 +364,12 @@ class PackerProcess:
         return self._proc.exitcode
 
     def packed(self) -> int:
-        """Records the child has packed so far (read straight from shared memory)."""
+        """Records the children have packed so far (read straight from shared memory)."""
         return sum(self._counts[i] for i in range(len(self.topics)))
+
+    def lag(self) -> int:
+        """Input records waiting for the packer, as the child last measured them."""
+        return int(self._counts[len(self.topics) + 1])
 
     def sync(self) -> None:
         """Copy the child's counts into the worker's metrics (call it now and then)."""
@@ -273,18 +384,26 @@ class PackerProcess:
             self._seen[j] += delta
             self._on_envelopes(delta)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: the child flushes and commits within ``timeout``, else it is killed."""
         if self._proc.is_alive():
-            self._proc.terminate()  # SIGTERM: the child flushes and commits, then exits
+            self._proc.terminate()
             self._proc.join(timeout)
             if self._proc.is_alive():
+                log.warning("the packer did not stop within %.0fs; killed", timeout)
                 self._proc.kill()
+                self._proc.join(2.0)
         self.sync()
+
+
+#: exit status of a packer child that failed in a way a new packer recovers from
+EXIT_PACKER_FAILED = 3
 
 
 def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any) -> None:
     import ctypes
     import signal
+    import sys
 
     with contextlib.suppress(OSError):  # die with the worker, even on SIGKILL (Linux only)
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -298,33 +417,80 @@ def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any) -
         counts[index[topic]] += n
         counts[envelopes] += 1
 
+    def on_lag(n: int) -> None:
+        counts[envelopes + 1] = n
+
     from streams.app import make_packer
+    from streams.logs import install
 
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s packer: %(message)s")
-    make_packer(settings, on_envelope, worker_id).run(stop)
+    install()
+    try:
+        make_packer(settings, on_envelope, worker_id, on_lag=on_lag).run(
+            stop, stop_timeout=settings.shutdown_timeout_s / 2)
+    except PackerFailed as exc:
+        log.error("%s; exiting so the worker starts a new packer", exc)
+        sys.exit(EXIT_PACKER_FAILED)
 
 
-class PackerThread(threading.Thread):
-    """Runs a :class:`Packer` beside the Faust event loop in the worker process."""
+class PackerThread:
+    """Runs a :class:`Packer` in a thread beside the Faust event loop (``--packer thread``).
 
-    def __init__(self, packer: Packer) -> None:
-        super().__init__(name="foresight-packer", daemon=True)
-        self.packer = packer
-        self.stop_event = threading.Event()
+    ``factory`` makes a new packer for every (re)start: a failed one is not reused.
+    """
+
+    def __init__(self, factory: Callable[[], Packer]) -> None:
+        self.factory = factory
+        self.packer: Packer | None = None
         self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lag = 0
+        self._packed_before = 0
+        self.starts = 0
 
-    def run(self) -> None:
+    def _run(self, packer: Packer) -> None:
         try:
-            self.packer.run(self.stop_event)
-        except BaseException as exc:  # surfaced by the worker's health check
+            packer.run(self._stop)
+        except BaseException as exc:  # surfaced by the worker's supervision
             self.error = exc
             log.exception("packer stopped with an error")
 
-    def packed(self) -> int:
-        return self.packer.records
+    def start(self) -> None:
+        if self.packer is not None:
+            self._packed_before += self.packer.records
+        self.packer = self.factory()
+        self.error = None
+        self._thread = threading.Thread(target=self._run, args=(self.packer,),
+                                        name="foresight-packer", daemon=True)
+        self._thread.start()
+        self.starts += 1
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+    def restart(self) -> None:
+        if not self.alive():
+            self.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.alive() else (1 if self.error else 0)
+
+    def set_lag(self, n: int) -> None:
+        self._lag = n
+
+    def lag(self) -> int:
+        return self._lag
+
+    def packed(self) -> int:
+        return self._packed_before + (self.packer.records if self.packer else 0)
+
+    def sync(self) -> None:
+        """Counts are reported by the packer's callbacks directly."""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)

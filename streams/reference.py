@@ -24,7 +24,7 @@ from agents.core import EventContext, Output, Processor
 from schemas.registry import DEAD_LETTERS, INPUT_TOPICS, OUTPUT_TOPICS
 from sinks.prometheus import register_metrics_page
 from streams import faust_transport
-from streams.decoding import Rejected, dead_letter, decode_record
+from streams.decoding import Rejected, TimeBounds, dead_letter, decode_record
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import changelog_topic, ensure_topics
@@ -81,6 +81,7 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     clock_topics = {t for step in timed for t in step.topics}
     lateness = settings.timer_lateness_ms
     pending: dict[int, dict[tuple[str, str], int]] = {}  # partition -> (step, key) -> due
+    bounds = TimeBounds.of(settings.event_time_max_future_s, settings.event_time_floor)
 
     def get(name: str, key: str) -> Any:
         value = tables[name].get(key.encode())
@@ -122,16 +123,19 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
             p = msg.partition
             now = datetime.now(UTC)
             decoded = decode_record(topic, msg.key, msg.value or b"", settings.max_event_bytes)
+            if not isinstance(decoded, Rejected):
+                event_ms = int(decoded.event_time.timestamp() * 1000)
+                decoded = bounds.check(event_ms, int(now.timestamp() * 1000)) or decoded
             if isinstance(decoded, Rejected):
                 dl = dead_letter(decoded, topic=topic, partition=p, offset=msg.offset,
                                  timestamp_ms=int(msg.timestamp * 1000), key=msg.key,
-                                 value=msg.value or b"", worker=worker_id, now=now)
+                                 value=msg.value or b"", worker=worker_id, now=now,
+                                 max_copy_bytes=settings.max_event_bytes)
                 await emit([Output(DEAD_LETTERS, topic, dl)])
                 metrics.dead_letters.labels(topic, decoded.reason).inc()
                 metrics.committed_records.inc()
                 done["processed"] += 1
                 continue
-            event_ms = int(decoded.event_time.timestamp() * 1000)
             ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now, event_ms)
             if topic in clock_topics:
                 tops = seen.setdefault(p, {})

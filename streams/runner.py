@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from schemas.registry import ALERTS
-from streams.committer import TransactionalCommitter
+from streams.committer import CommitFailed, TransactionalCommitter
 from streams.envelope import EnvelopeError
 from streams.metrics import Metrics
 from streams.unit import BatchUnit, Commit, Stats
@@ -45,8 +45,13 @@ class UnitRunner:
         self.work = asyncio.Event()
         self.commits = 0
         self.events = 0
+        self.skipped = 0  # redelivered records skipped by offset (progress, for the watchdog)
         self.committed_records = 0
         self.last_commit_monotonic = time.monotonic()
+        #: set by :meth:`final_commit`: nothing is committed after it
+        self.closed = False
+        #: records of the transaction being committed (the watchdog counts them as work)
+        self.in_flight = 0
 
     def feed(self, stream: Any, event: Any) -> Stats:
         """Process one envelope event; it is acked after the next commit."""
@@ -72,6 +77,7 @@ class UnitRunner:
             m.dead_letters.labels(topic, reason).inc(n)
         for topic, n in stats.duplicates.items():
             m.duplicates.labels(topic).inc(n)
+            self.skipped += n
         self.events += stats.records
 
     def should_commit_now(self) -> bool:
@@ -80,6 +86,8 @@ class UnitRunner:
     async def commit(self) -> Commit | None:
         """Commit everything fed so far, then ack it. Serialised: one transaction at a time."""
         async with self._lock:
+            if self.closed:
+                return None
             started = time.perf_counter()
             fired = self.unit.tick()  # idle partitions' clocks follow the wall clock
             if fired:
@@ -88,13 +96,37 @@ class UnitRunner:
             acks, self._acks = self._acks, []
             self.work.clear()
             if commit is not None:
-                offsets = await asyncio.to_thread(self.committer.commit, commit)
+                self.in_flight = commit.events
+                try:
+                    offsets = await asyncio.to_thread(self.committer.commit, commit)
+                finally:
+                    self.in_flight = 0
                 self.unit.complete(commit, offsets)
                 self._observe(commit, started)
             for stream, event in acks:
                 await stream.ack(event)
             self.last_commit_monotonic = time.monotonic()
             return commit
+
+    async def final_commit(self, timeout: float) -> None:
+        """Commit what was processed before the worker stops, within ``timeout``.
+
+        Past the timeout (the broker is away) the commit is abandoned: nothing of it was
+        visible, and the next owner of the partitions processes those records again.
+        """
+        try:
+            await asyncio.wait_for(self.commit(), timeout)
+        except TimeoutError:
+            self.committer.abandon()
+            log.warning("the final commit did not finish within %.1fs; its %d records are "
+                        "processed again by the next owner of their partitions", timeout,
+                        self.unit.pending())
+        except CommitFailed as exc:
+            log.warning("the final commit failed (%s); its records are processed again by the "
+                        "next owner of their partitions", exc)
+        finally:
+            self.closed = True
+            self.committer.abandon()
 
     def _observe(self, commit: Commit, started: float) -> None:
         m = self.metrics

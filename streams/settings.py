@@ -7,10 +7,11 @@ Kafka deployment without new variables. Nothing else in the code base reads ``os
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
@@ -23,11 +24,12 @@ class Settings(BaseSettings):
     """Runtime configuration of every Foresight process.
 
     >>> s = Settings(bootstrap_servers="127.0.0.1:9092", partitions=8)
-    >>> s.partitions, s.local_broker
-    (8, True)
+    >>> s.partitions, s.local_broker, s.brokers
+    (8, False, '127.0.0.1:9092')
     """
 
-    model_config = SettingsConfigDict(env_prefix="FORESIGHT_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FORESIGHT_", frozen=True, extra="ignore",
+                                      populate_by_name=True)
 
     # --- Kafka -------------------------------------------------------------------------
     bootstrap_servers: str = Field(
@@ -109,14 +111,33 @@ class Settings(BaseSettings):
         description="after this much wall-clock silence a partition's event-time clock "
         "follows the wall clock, so deadlines pass without events (FORESIGHT_TIMER_IDLE_MS)",
     )
+    timer_live_ms: int = Field(
+        default=300_000, ge=0,
+        description="an idle partition's clock follows the wall clock only if its last event "
+        "was dated within this much of the wall clock (live traffic); replays and simulations "
+        "far from the wall clock run on event time alone (FORESIGHT_TIMER_LIVE_MS)",
+    )
     state_cache_keys: int = Field(
         default=20_000, ge=0,
         description="decoded states kept per table and partition after a commit, so active "
         "subscribers are not decoded again (FORESIGHT_STATE_CACHE_KEYS)",
     )
     max_event_bytes: int = Field(
-        default=64 * 1024, ge=256,
-        description="larger input events go to dead-letters as oversize (FORESIGHT_MAX_EVENT_BYTES)",
+        default=64 * 1024, ge=256, le=512 * 1024,
+        description="larger input events go to dead-letters as oversize, with their first 4 KiB, "
+        "size and SHA-256; the packer never carries them whole (FORESIGHT_MAX_EVENT_BYTES, at "
+        "most 512 KiB so a dead letter's copy always fits in a Kafka message)",
+    )
+    event_time_max_future_s: int = Field(
+        default=3600, ge=0,
+        description="events dated further than this ahead of the worker's wall clock are dead "
+        "letters (event_time_out_of_bounds) and never move a partition's clock "
+        "(FORESIGHT_EVENT_TIME_MAX_FUTURE_S); accelerated simulations raise it",
+    )
+    event_time_floor: AwareDatetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+        description="events dated before this instant are dead letters "
+        "(event_time_out_of_bounds) (FORESIGHT_EVENT_TIME_FLOOR, ISO 8601 with a zone)",
     )
     session_timeout_s: float = Field(
         default=10.0, ge=3.0, le=300.0,
@@ -127,6 +148,24 @@ class Settings(BaseSettings):
         description="the packer rejoins with the worker id as Kafka group.instance.id, so a "
         "restarted worker gets its input partitions back without waiting for the session "
         "timeout (FORESIGHT_STATIC_MEMBERSHIP)",
+    )
+    stall_after_s: float = Field(
+        default=30.0, ge=1.0,
+        description="with work waiting and nothing committed for this long the worker reports "
+        "'stalled' on /health, /progress and foresight_worker_stalled, and logs it at ERROR "
+        "once a minute (FORESIGHT_STALL_AFTER_S)",
+    )
+    stall_exit_s: float = Field(
+        default=120.0, ge=10.0,
+        description="a worker stalled this long while the broker answers exits non-zero so its "
+        "supervisor restarts it; while the broker is unreachable it waits for it instead "
+        "(FORESIGHT_STALL_EXIT_S)",
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, ge=2.0, le=300.0,
+        description="SIGTERM: commit what was processed, hand the partitions over and exit "
+        "within this long; past it the process exits anyway, uncommitted work is redone by "
+        "the next owner (FORESIGHT_SHUTDOWN_TIMEOUT_S)",
     )
     packer: Literal["process", "thread", "off"] = Field(
         default="process",

@@ -2,10 +2,19 @@
 
 A partition's clock is the highest event time seen on it (a watermark): replays and fast
 simulations keep their own notion of time, and a late event never moves time backwards.
-A partition that receives nothing would never see its deadlines pass, so after
-``idle_ms`` of wall-clock silence its clock advances with the wall clock (Flink calls
-this idleness). Timers are ``(step, key) -> due`` entries kept in a heap with lazy
-deletion; they are changelogged by the unit so they survive restarts.
+
+A live partition that receives nothing would never see its deadlines pass, so after
+``idle_ms`` of wall-clock silence its clock follows the wall clock, keeping the delay its
+events had (Flink calls this idleness) -- but **only while it is live**: when its last
+event was dated within ``live_ms`` of the wall clock it arrived at. Replays of old data,
+recordings and accelerated simulations run on event time alone, so the same input gives
+the same alerts however long the worker sat idle. What still depends on wall time, by
+design: on live traffic, a deadline on a silent partition is judged when the wall clock
+says it passed (in production that is the truth: the condition did hold that long).
+Following the wall clock changes nothing durable by itself: the clock is persisted with
+the next commit that has something to commit (an event, or a timer that fired), so an
+idle worker writes nothing. Timers are ``(step, key) -> due`` entries kept in a heap with
+lazy deletion; they are changelogged by the unit so they survive restarts.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class PartitionTimers:
     lateness: int = 0
     clock: int = 0
     wall_seen: int = 0
+    #: how far the clock lagged the wall clock when the last event arrived
+    lag: int = 0
     seen: dict[str, int] = field(default_factory=dict)
     wall_by_topic: dict[str, int] = field(default_factory=dict)
     due_at: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -55,17 +66,29 @@ class PartitionTimers:
         low = min(seen.values()) if len(seen) > 1 else seen[topic]
         if low > self.clock:
             self.clock = low
+        self.lag = wall_ms - self.clock
 
     def ready(self) -> bool:
         """True when the earliest timer is due (one comparison: called after every event)."""
         heap = self.heap
         return bool(heap) and heap[0][0] <= self.clock - self.lateness
 
-    def advance_idle(self, wall_ms: int, idle_ms: int) -> None:
+    def advance_idle(self, wall_ms: int, idle_ms: int, live_ms: int) -> None:
         """Let time pass on a partition whose inputs have been silent for ``idle_ms``.
 
-        A silent topic stops holding the clock back; when all are silent the clock
-        follows the wall clock from the last event on.
+        A silent topic stops holding the clock back; when all are silent and the partition
+        is live (its last event lagged the wall clock by at most ``live_ms``), the clock
+        follows the wall clock with that lag, from ``idle_ms`` after the last event.
+        Idempotent: the result depends on ``wall_ms`` only, not on how often it is called.
+
+        >>> t = PartitionTimers()
+        >>> t.observe("subscriber-state", 1_000_000, wall_ms=1_000_500)
+        >>> t.advance_idle(1_010_500, idle_ms=5_000, live_ms=300_000); t.clock
+        1005000
+        >>> old = PartitionTimers()
+        >>> old.observe("subscriber-state", 1_000, wall_ms=1_000_500)  # a replay of old data
+        >>> old.advance_idle(1_010_500, idle_ms=5_000, live_ms=300_000); old.clock
+        1000
         """
         for topic, wall in list(self.wall_by_topic.items()):
             if wall_ms - wall > idle_ms and len(self.seen) > 1:
@@ -75,9 +98,10 @@ class PartitionTimers:
             low = min(self.seen.values())
             if low > self.clock:
                 self.clock = low
-        if self.wall_seen and wall_ms - self.wall_seen > idle_ms:
-            self.clock += wall_ms - self.wall_seen - idle_ms
-            self.wall_seen = wall_ms - idle_ms
+        if self.wall_seen and wall_ms - self.wall_seen > idle_ms and abs(self.lag) <= live_ms:
+            target = wall_ms - self.lag - idle_ms
+            if target > self.clock:
+                self.clock = target
 
     def get(self, step: str, key: str) -> int | None:
         return self.due_at.get((step, key))

@@ -35,7 +35,7 @@ import orjson
 from agents.core import EventContext, Output, Processor, Result, State
 from schemas.outputs import DeadLetterReason
 from schemas.registry import DEAD_LETTERS, INPUT_TOPICS
-from streams.decoding import Rejected, dead_letter, decode_record
+from streams.decoding import Rejected, TimeBounds, dead_letter, decode_record
 from streams.envelope import unpack
 from streams.timers import PartitionTimers, split_timer_key, timer_key
 
@@ -175,7 +175,8 @@ class BatchUnit:
 
     ``stores`` maps every step name and every name of :func:`system_tables` to a store.
     ``idle_ms`` is how long a partition may stay silent before its clock follows the wall
-    clock (``None`` never: replays and evaluations run on event time only). ``cache_keys``
+    clock, if its events are dated within ``live_ms`` of the wall clock (``None`` never:
+    replays and evaluations run on event time only; see :mod:`streams.timers`). ``cache_keys``
     bounds the decoded states kept per table and partition after they are committed.
     """
 
@@ -187,8 +188,10 @@ class BatchUnit:
         worker_id: str,
         max_event_bytes: int = 64 * 1024,
         idle_ms: int | None = 5_000,
+        live_ms: int = 300_000,
         lateness_ms: int = 0,
         cache_keys: int = 0,
+        time_bounds: TimeBounds | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         names = [p.name for p in processors]
@@ -216,9 +219,13 @@ class BatchUnit:
         self.lateness_ms = lateness_ms
         self.worker_id = worker_id
         self.max_event_bytes = max_event_bytes
+        self.time_bounds = time_bounds
         self.idle_ms = idle_ms
+        self.live_ms = live_ms
         self.clock = clock
         self._progress: dict[int, dict[str, int]] = {}
+        #: what the progress table holds (or will once in flight commits land), per partition
+        self._persisted: dict[int, dict[str, int]] = {}
         self._progress_dirty: set[int] = set()
         self._timers: dict[int, PartitionTimers] = {}
         self._outputs: list[Output] = []
@@ -240,7 +247,8 @@ class BatchUnit:
         rejected = Rejected(DeadLetterReason.INVALID, f"not a Foresight envelope: {error}")
         self._outputs.append(Output(DEAD_LETTERS, topic, dead_letter(
             rejected, topic=topic, partition=partition, offset=offset, timestamp_ms=None,
-            key=None, value=data, worker=self.worker_id, now=self.clock())))
+            key=None, value=data, worker=self.worker_id, now=self.clock(),
+            max_copy_bytes=self.max_event_bytes)))
         self._events += 1
         return stats
 
@@ -266,10 +274,12 @@ class BatchUnit:
                  for proc in self.by_topic.get(topic, ())]
         events = stats.events
         max_bytes = self.max_event_bytes
+        bounds = self.time_bounds
         outputs = self._outputs
         oldest = self._oldest_ts
         wall_ms = int(time.time() * 1000)
         n = dups = 0
+        lo, hi = (bounds.floor_ms, wall_ms + bounds.max_future_ms) if bounds else (_MIN, _MAX)
         for offset, ts, key, value in records:
             if offset <= last:
                 dups += 1
@@ -279,18 +289,21 @@ class BatchUnit:
             if oldest is None or ts < oldest:
                 oldest = ts
             event = decode_record(topic, key, value, max_bytes)
+            if type(event) is not Rejected:
+                event_ms = int(event.event_time.timestamp() * 1000)
+                if event_ms > hi or event_ms < lo:
+                    event = bounds.check(event_ms, wall_ms)  # type: ignore[union-attr]
             if type(event) is Rejected:
                 stats.dead[(topic, event.reason)] += 1
-                dl = dead_letter(event, topic=topic, partition=p, offset=offset, timestamp_ms=ts,
-                                 key=key, value=value, worker=self.worker_id, now=now)
-                outputs.append(Output(DEAD_LETTERS, topic, dl))
+                outputs.append(Output(DEAD_LETTERS, topic, dead_letter(
+                    event, topic=topic, partition=p, offset=offset, timestamp_ms=ts, key=key,
+                    value=value, worker=self.worker_id, now=now, max_copy_bytes=max_bytes)))
                 continue
             ek = (topic, event.kind)
             events[ek] = events.get(ek, 0) + 1
             if not procs:
                 continue
-            ctx = EventContext(topic, p, offset, ts, now,
-                               int(event.event_time.timestamp() * 1000))
+            ctx = EventContext(topic, p, offset, ts, now, event_ms)
             try:
                 self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats, clocked)
                 if clocked and timers.ready():  # type: ignore[union-attr]
@@ -303,7 +316,7 @@ class BatchUnit:
                 failed = Rejected(DeadLetterReason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
                 outputs.append(Output(DEAD_LETTERS, topic, dead_letter(
                     failed, topic=topic, partition=p, offset=offset, timestamp_ms=ts, key=key,
-                    value=value, worker=self.worker_id, now=now)))
+                    value=value, worker=self.worker_id, now=now, max_copy_bytes=max_bytes)))
         if n:
             progress[topic] = last
             self._progress_dirty.add(p)
@@ -401,18 +414,24 @@ class BatchUnit:
         return fired
 
     def tick(self, wall_ms: int | None = None) -> int:
-        """Advance idle partitions' clocks with the wall clock and fire what is due."""
+        """Advance idle live partitions' clocks with the wall clock and fire what is due.
+
+        A clock that moved without firing anything is not persisted by itself (an idle
+        worker commits nothing): it is written with the next commit that has something to
+        commit, and after a restart the next events move it again.
+        """
         if not self.timed or self.idle_ms is None:
             return 0
         wall = int(time.time() * 1000) if wall_ms is None else wall_ms
-        now = self.clock()
         fired = 0
         for p, timers in self._timers.items():
             before = timers.clock
-            timers.advance_idle(wall, self.idle_ms)
-            if timers.clock != before:
-                self._progress_dirty.add(p)
-                fired += self._fire_due(p, now)
+            timers.advance_idle(wall, self.idle_ms, self.live_ms)
+            if timers.clock != before and timers.ready():
+                n = self._fire_due(p, self.clock())
+                if n:
+                    fired += n
+                    self._progress_dirty.add(p)
         return fired
 
     def clock_of(self, partition: int) -> int | None:
@@ -428,10 +447,12 @@ class BatchUnit:
             if off is not None:
                 progress[topic] = int(off)
         self._progress[p] = progress
+        persisted = self._persisted[p] = dict(progress)
         if self.timed:
             timers = self._timers[p] = PartitionTimers(lateness=self.lateness_ms)
             clock = progress_table.get(p, _CLOCK_KEY)
             timers.clock = int(clock) if clock is not None else 0
+            persisted[_CLOCK_KEY] = timers.clock
             timers.load((*split_timer_key(k), int(v))
                         for k, v in self.system[TIMERS_TABLE].items(p))
         return progress
@@ -443,13 +464,17 @@ class BatchUnit:
 
     def snapshot(self) -> Commit | None:
         """Freeze and encode everything since the last snapshot; None if nothing changed."""
-        for p in self._progress_dirty:
-            table = self.system[PROGRESS_TABLE]
+        table = self.system[PROGRESS_TABLE]
+        for p in self._progress_dirty:  # only what changed: an unchanged offset is no record
+            persisted = self._persisted[p]
             for topic, off in self._progress[p].items():
-                table.put(p, topic, off)
+                if persisted.get(topic) != off:
+                    table.put(p, topic, off)
+                    persisted[topic] = off
             timers = self._timers.get(p)
-            if timers is not None:
+            if timers is not None and persisted.get(_CLOCK_KEY) != timers.clock:
                 table.put(p, _CLOCK_KEY, timers.clock)
+                persisted[_CLOCK_KEY] = timers.clock
         self._progress_dirty = set()
         all_tables = (*self.tables.values(), *self.system.values())
         if not self._events and not self._outputs and not any(t.dirty for t in all_tables):
@@ -498,6 +523,7 @@ class BatchUnit:
         """Drop cached progress, timers and uncommitted state of partitions no longer ours."""
         for p in partitions:
             self._progress.pop(p, None)
+            self._persisted.pop(p, None)
             self._progress_dirty.discard(p)
             self._timers.pop(p, None)
             for table in (*self.tables.values(), *self.system.values()):
@@ -518,4 +544,5 @@ class BatchUnit:
 
 
 _NO_READS: Mapping[str, State | None] = {}
+_MIN, _MAX = -(2**63), 2**63
 _MISSING = object()

@@ -130,7 +130,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Run ``foresight simulate``: validate flags, start the broker if needed, run."""
     from streams.cli import ensure_broker, settings_from
     from streams.simulator.records import MemorySink
-    from streams.simulator.runner import resolve_speed, run_simulation
+    from streams.simulator.runner import future_allowance_s, resolve_speed, run_simulation
 
     speed = resolve_speed(args.speed, args.rate, args.subscribers)
     cfg = config_from(args, speed)
@@ -155,6 +155,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cap = f"rate cap {args.rate:,.0f}/s" if args.rate > 0 else "no rate cap"
         print(f"[simulate] seed {cfg.seed}, {cfg.subscribers:,} subscribers, {clock}, {cap}, "
               f"injections spread over {cfg.horizon_s / 3600:.1f} simulated h", file=sys.stderr)
+        ahead = future_allowance_s(speed, args.duration)
+        if args.start is None and (ahead is None or ahead > 2 * 3600):
+            span = "without bound" if ahead is None else f"up to {(ahead - 3600) / 3600:.1f} h"
+            print(f"[simulate] note: the simulated clock will run {span} ahead of the wall "
+                  "clock; workers dead-letter events more than FORESIGHT_EVENT_TIME_MAX_FUTURE_S "
+                  "(default 3600) ahead, so start them with that raised"
+                  + (f" to {ahead}" if ahead else "") + ", or pass --start in the past",
+                  file=sys.stderr)
         if speed > 0 and args.rate > 0 and natural < 0.5 * args.rate:
             print(f"[simulate] note: at --speed {speed:g} this population makes ~{natural:,.0f} "
                   f"events/s, below --rate {args.rate:,.0f}; --speed auto reaches the rate",

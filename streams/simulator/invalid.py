@@ -4,7 +4,9 @@ Each broken record is derived from a valid event just emitted (same topic, same 
 content) and is sent *in addition* to it. JSON variants get a fresh event id, so a
 consumer that wrongly accepted one would show up as an extra event, never as a silently
 altered one. The truth line says why the record must be rejected, in the terms of
-``streams.decoding.decode_record``: ``not_json``, ``invalid``, ``oversize`` or ``empty``.
+``streams.decoding``: ``not_json``, ``invalid``, ``oversize``, ``empty``, ``key_mismatch``,
+``missing_key`` or ``event_time_out_of_bounds`` (an event dated in the year 2999, outside
+any worker's bounds whatever its wall clock).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ BREAKAGES: tuple[tuple[str, str, float], ...] = (
     ("binary_garbage", "not_json", 0.08),
     ("missing_field", "invalid", 0.18),
     ("unknown_enum", "invalid", 0.16),
-    ("naive_timestamp", "invalid", 0.14),
-    ("key_mismatch", "invalid", 0.12),
-    ("oversize", "oversize", 0.08),
-    ("empty", "empty", 0.08),
+    ("naive_timestamp", "invalid", 0.12),
+    ("key_mismatch", "key_mismatch", 0.08),
+    ("null_key", "missing_key", 0.06),
+    ("far_future", "event_time_out_of_bounds", 0.06),
+    ("oversize", "oversize", 0.06),
+    ("empty", "empty", 0.06),
 )
 _NAMES = tuple(b[0] for b in BREAKAGES)
 _REASON = {b[0]: b[1] for b in BREAKAGES}
@@ -93,6 +97,12 @@ class InvalidMaker:
             elif breakage == "key_mismatch":
                 out_key = other_key
                 detail["payload_key"] = key
+            elif breakage == "null_key":
+                out_key = None
+                detail["payload_key"] = key
+            elif breakage == "far_future":
+                bad["event_time"] = "2999-01-01T00:00:00+00:00"
+                detail["field"] = "event_time"
             elif breakage == "oversize":
                 bad["padding"] = "x" * (self.max_bytes + 1024)
             raw = orjson.dumps(bad)

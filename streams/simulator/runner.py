@@ -59,6 +59,23 @@ def resolve_speed(speed: str | float, rate: float, subscribers: int) -> float:
     return value
 
 
+def future_allowance_s(speed: float, duration_s: float | None) -> int | None:
+    """How far ahead of the wall clock the simulated clock can run (seconds, with an hour of
+    margin), for a worker's ``FORESIGHT_EVENT_TIME_MAX_FUTURE_S``; None when open-ended.
+
+    The simulated clock starts at the wall clock and runs ``speed`` times faster, so by
+    the end of a run its events are dated up to ``duration x (speed - 1)`` ahead. Workers
+    dead-letter events more than an hour ahead by default (a clock-poisoning guard); the
+    demo and the evaluations raise the bound by this much for their own worker.
+
+    >>> future_allowance_s(120.0, 150.0)
+    21450
+    """
+    if duration_s is None or speed <= 0:
+        return None
+    return int(max(0.0, speed - 1) * duration_s) + 3600
+
+
 def estimate_horizon(subscribers: int, *, speed: float, rate: float, duration_s: float | None,
                      events: int | None, faults_per_rule: int) -> float:
     """Simulated seconds the run will cover, so injections can be spread over it.

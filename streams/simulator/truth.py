@@ -185,7 +185,8 @@ class InvalidInput(_Truth):
     type: Literal["invalid_input"]
     topic: str
     key: str | None
-    reason: Literal["not_json", "invalid", "oversize", "empty"]
+    reason: Literal["not_json", "invalid", "oversize", "empty", "key_mismatch", "missing_key",
+                    "event_time_out_of_bounds"]
     detail: dict[str, Any]
     seq: int
     value_sha256: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from schemas.registry import INPUT_TOPICS, decode
-from streams.decoding import Rejected, decode_record, key_of_payload
+from streams.decoding import Rejected, TimeBounds, decode_record, key_of_payload
 from streams.simulator.clock import parse_start
 from streams.simulator.config import SimConfig
 from streams.simulator.records import MemorySink
@@ -103,14 +103,21 @@ def test_every_valid_record_matches_its_contract_and_key(run: Run) -> None:
 
 def test_every_invalid_record_is_rejected_for_the_recorded_reason(run: Run) -> None:
     lines = [r for r in run.truth if isinstance(r, InvalidInput)]
-    assert {r.reason for r in lines} == {"not_json", "invalid", "oversize", "empty"}
+    assert {r.reason for r in lines} == {"not_json", "invalid", "oversize", "empty",
+                                         "key_mismatch", "missing_key",
+                                         "event_time_out_of_bounds"}
     assert {r.detail["breakage"] for r in lines} >= {
-        "missing_field", "unknown_enum", "naive_timestamp", "key_mismatch"}
+        "missing_field", "unknown_enum", "naive_timestamp", "key_mismatch", "null_key",
+        "far_future"}
+    bounds = TimeBounds.of(3600, datetime(2000, 1, 1, tzinfo=UTC))
+    wall_ms = int(datetime.now(UTC).timestamp() * 1000)
     for line in lines:
         topic, key, value, _ = run.records[run.bootstrap + line.seq]
         assert (topic, key) == (line.topic, line.key)
         assert hashlib.sha256(value).hexdigest() == line.value_sha256
         rejected = decode_record(topic, key.encode() if key else None, value, MAX_BYTES)
+        if not isinstance(rejected, Rejected):  # valid content: only its time is out of bounds
+            rejected = bounds.check(int(rejected.event_time.timestamp() * 1000), wall_ms)
         assert isinstance(rejected, Rejected), line
         assert rejected.reason.value == line.reason, (line, rejected.error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ def envelope(
 ) -> bytes:
     recs = [record(e) for e in events]
     values = raw if raw is not None else [v for _, v in recs]
-    keys = [k for k, _ in recs] if raw is None else [None] * len(raw)
+    keys = [k for k, _ in recs] if raw is None else [b"S00000001"] * len(raw)
     n = len(values)
     return pack(topic, partition, list(range(first_offset, first_offset + n)), [1000] * n, keys, values)
 
@@ -208,14 +209,36 @@ def test_timers_survive_a_restart() -> None:
     assert len(_fired(commit(restarted))) == 1
 
 
-def test_idle_partition_clock_follows_the_wall_clock() -> None:
+def test_idle_live_partition_clock_follows_the_wall_clock() -> None:
     unit, _ = make_unit([Grace()], idle_ms=1_000)
-    unit.process_envelope(envelope(SS, 0, [event(SS, "suspended", at=0, reason="arrears")]))
+    now_s = (datetime.now(UTC) - T0).total_seconds()  # a live event: dated now
+    unit.process_envelope(envelope(SS, 0, [event(SS, "suspended", at=now_s, reason="arrears")]))
     commit(unit)
     wall = unit._timers[0].wall_seen
     assert unit.tick(wall + 30_000) == 0
+    assert unit.snapshot() is None, "a clock that moved and fired nothing is not a commit"
     assert unit.tick(wall + 62_000) == 1
     assert len(_fired(commit(unit))) == 1
+
+
+def test_idle_replayed_partition_clock_waits_for_events() -> None:
+    unit, _ = make_unit([Grace()], idle_ms=1_000)
+    unit.process_envelope(envelope(SS, 0, [event(SS, "suspended", at=0, reason="arrears")]))
+    commit(unit)  # dated T0, days before the wall clock: a replay, not live traffic
+    wall = unit._timers[0].wall_seen
+    assert unit.tick(wall + 3_600_000) == 0
+    assert unit.snapshot() is None
+    assert unit.clock_of(0) == int(T0.timestamp() * 1000)
+
+
+def test_commits_write_only_the_progress_that_changed() -> None:
+    unit, _ = make_unit([Grace()])
+    unit.process_envelope(envelope(SS, 0, [event(SS, "suspended", at=0, reason="arrears")]))
+    first = commit(unit)
+    assert sorted(k for k, _ in first.changelog[(PROGRESS_TABLE, 0)]) == ["\x00clock", SS]
+    unit.process_envelope(envelope(CE, 0, [event(CE, "network_call", at=1)]))
+    second = commit(unit)
+    assert [k for k, _ in second.changelog[(PROGRESS_TABLE, 0)]] == [CE]
 
 
 class Fragile:
