@@ -171,7 +171,8 @@ class LocalKafka:
         proc = subprocess.run(
             [self._java(), "-cp", self._classpath(),
              f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+             # "=": a random id may start with "-", which argparse would read as an option
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={props}"],
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
