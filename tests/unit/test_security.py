@@ -14,6 +14,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
 from streams.errors import ConfigError
+from streams.kafka_local import LocalKafka
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.web_auth import token_middleware
@@ -126,6 +127,22 @@ def test_a_certificate_that_does_not_load_says_which_files(tmp_path: Path) -> No
     _, wrong_key = _self_signed(other)
     with pytest.raises(ConfigError, match="key matches the certificate"):
         faust_credentials(Settings(security_protocol="SSL", ssl_certfile=cert, ssl_keyfile=wrong_key))
+
+
+# --- local SASL broker config ----------------------------------------------------------------
+def test_local_sasl_broker_has_no_plaintext_client_listener(tmp_path: Path) -> None:
+    kafka = LocalKafka(root=tmp_path, port=1, controller_port=2, heap="256m", partitions=2,
+                       sasl_users=(("admin", "a-1"), ("foresight", "f-2")))
+    props = kafka._write_configs().read_text()
+    assert "listeners=SASL_PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2" in props
+    assert "PLAINTEXT://127.0.0.1:1" not in props.replace("SASL_PLAINTEXT://", "")
+    assert 'user_foresight="f-2"' in props
+    assert (tmp_path / "server.properties").stat().st_mode & 0o077 == 0
+    assert "SCRAM-SHA-512=[name=foresight,password=f-2]" in kafka._scram_arguments()
+    assert "f-2" not in repr(kafka)
+    with pytest.raises(ConfigError, match="letters, digits"):
+        LocalKafka(root=tmp_path, port=1, controller_port=2, heap="256m", partitions=2,
+                   sasl_users=(("x", 'pw"; evil'),))
 
 
 # --- web token -------------------------------------------------------------------------------
