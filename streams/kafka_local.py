@@ -60,8 +60,13 @@ num.io.threads=4
 
 # The one client listener authenticates: PLAIN users are listed in its JAAS line, SCRAM users
 # are created at format time (kafka-storage format --add-scram). The broker reaches itself
-# (transaction markers) over the same listener as the first user, with PLAIN.
+# (transaction markers) over the same listener as the first user, with PLAIN. ACLs are
+# enforced; the first user is the administrator. ANONYMOUS is only ever the node itself
+# on the loopback controller listener (broker -> controller); a production cluster puts
+# that listener on TLS or SASL and a private network instead.
 _SASL_PROPERTIES = """\
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{admin};User:ANONYMOUS
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=\
@@ -97,8 +102,9 @@ class LocalKafka:
     """Paths and ports of the embedded broker, derived from :class:`Settings`.
 
     With ``sasl_users`` (``(name, password)`` pairs) the broker's only client listener is
-    ``SASL_PLAINTEXT`` with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for every user, and no
-    plaintext listener: a private broker for tests that prove every client authenticates.
+    ``SASL_PLAINTEXT`` with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for every user, no
+    plaintext listener, and ACLs enforced (the first user administers): a private broker
+    for tests that prove every client authenticates and needs no more than its ACLs.
     ``libs_dir`` lets such a broker use jars already fetched for another home.
     """
 

@@ -10,15 +10,23 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
+from schemas.registry import INPUT_TOPICS
+from streams.acls import Acl, acl_bindings, kafka_acls_commands, role_acls, worker_acls
+from streams.app import default_pipeline
+from streams.cli import main
 from streams.errors import ConfigError
 from streams.kafka_local import LocalKafka
 from streams.security import faust_credentials
 from streams.settings import Settings
+from streams.unit import system_tables
 from streams.web_auth import token_middleware
 
+STEPS = default_pipeline()
+TABLES = (*(s.name for s in STEPS), *system_tables(STEPS))
 SCRAM = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
          "sasl_username": "foresight", "sasl_password": "s3cret"}
 
@@ -174,3 +182,52 @@ def test_counters_are_open_and_state_needs_the_token() -> None:
 def test_without_a_configured_token_state_is_closed() -> None:
     assert asyncio.run(_statuses(None, [("/metrics", None), ("/table/", None),
                                         ("/table/", "Bearer ")])) == [200, 403, 403]
+
+
+# --- ACLs ------------------------------------------------------------------------------------
+def _grants(acls: list) -> dict[tuple[str, str], set[str]]:
+    return {(a.resource, a.name): set(a.operations) for a in acls}
+
+
+def test_worker_acls_read_inputs_and_own_state_but_only_write_outputs() -> None:
+    s = Settings(topic_prefix="p.", app_id="fs")
+    g = _grants(worker_acls(s, ("unified-view", "progress")))
+    assert g[("topic", "p.subscriber-state")] == {"Read"}
+    assert g[("topic", "p.foresight-packed")] == {"Read", "Write"}
+    assert g[("topic", "p.fs-unified-view-changelog")] == {"Read", "Write"}
+    assert g[("topic", "p.dead-letters")] == {"Write"}  # raw payloads: never read back
+    assert g[("topic", "p.alerts")] == {"Write"}
+    assert {n for r, n in g if r == "group"} == {"fs", "fs-packer", "fs-restore"}
+    assert all(a.pattern == "literal" for a in worker_acls(s, ()) if a.resource != "transactional-id")
+
+
+def test_roles_only_reach_their_own_topics() -> None:
+    s = Settings()
+    assert {a.name for a in role_acls("producer", s)} == set(INPUT_TOPICS)
+    assert all(a.operations == ("Write",) for a in role_acls("producer", s))
+    assert "dead-letters" not in {a.name for a in role_acls("sink", s)}
+    dl = role_acls("dead-letters", s, group="dlq-*")
+    assert [(a.resource, a.name, a.operations, a.pattern) for a in dl] == [
+        ("topic", "dead-letters", ("Read",), "literal"), ("group", "dlq-", ("Read",), "prefixed")]
+    with pytest.raises(ConfigError, match="may not use dead-letters"):
+        role_acls("sink", s, topics=["dead-letters"])
+    with pytest.raises(ConfigError, match="unknown role"):
+        role_acls("admin", s)
+
+
+def test_acls_become_kafka_acls_commands_and_admin_bindings() -> None:
+    acls = [Acl("transactional-id", "fs-", ("Write", "Describe"), "prefixed")]
+    (line,) = kafka_acls_commands("User:fs", acls, bootstrap="k:9093")
+    assert line.endswith("--allow-principal User:fs --operation Write --operation Describe "
+                         "--transactional-id fs- --resource-pattern-type prefixed")
+    bindings = acl_bindings("User:fs", acls)
+    assert [(b.restype, b.name, b.resource_pattern_type, b.operation) for b in bindings] == [
+        (ResourceType.TRANSACTIONAL_ID, "fs-", ResourcePatternType.PREFIXED, AclOperation.WRITE),
+        (ResourceType.TRANSACTIONAL_ID, "fs-", ResourcePatternType.PREFIXED, AclOperation.DESCRIBE)]
+
+
+def test_acls_command_prints_the_pipelines_changelogs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["acls", "worker", "User:fs", "--topic-prefix", "q."]) == 0
+    out = capsys.readouterr().out
+    assert "--topic q.foresight-audit-changelog" in out
+    assert out.count("kafka-acls.sh") == len(worker_acls(Settings(), TABLES))
