@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
@@ -231,3 +233,18 @@ def test_acls_command_prints_the_pipelines_changelogs(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "--topic q.foresight-audit-changelog" in out
     assert out.count("kafka-acls.sh") == len(worker_acls(Settings(), TABLES))
+
+
+# --- docker ----------------------------------------------------------------------------------
+def test_docker_publishes_only_the_worker_port_and_loopback_ui() -> None:
+    """The image exposes one port (its state paths need the token); compose publishes
+    nothing beyond the host's loopback."""
+    root = Path(__file__).resolve().parents[2]
+    exposed = re.findall(r"^EXPOSE\s+(.+)$", (root / "docker/Dockerfile").read_text(), re.M)
+    assert exposed == ["6066"]
+    compose = yaml.safe_load((root / "docker/compose.yaml").read_text())
+    published = [(name, str(p)) for name, svc in compose["services"].items()
+                 for p in svc.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for _, p in published), published
+    assert all("ports" not in svc for name, svc in compose["services"].items()
+               if name.startswith(("kafka", "worker")))
