@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import ssl
 import subprocess
 from pathlib import Path
@@ -113,6 +114,10 @@ def test_sasl_ssl_gives_faust_a_verifying_tls_context() -> None:
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
 
 
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="the openssl command makes the test certificates")
+
+
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "client.pem", tmp_path / "client.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -121,6 +126,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+@needs_openssl
 def test_ssl_with_client_certificate(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     creds = faust_credentials(Settings(security_protocol="SSL", ssl_cafile=cert,
@@ -130,6 +136,7 @@ def test_ssl_with_client_certificate(tmp_path: Path) -> None:
     assert isinstance(auth["ssl_context"], ssl.SSLContext)
 
 
+@needs_openssl
 def test_a_certificate_that_does_not_load_says_which_files(tmp_path: Path) -> None:
     cert, _ = _self_signed(tmp_path)
     other = tmp_path / "other"
