@@ -40,10 +40,12 @@ from streams.logs import install as install_log_filter
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
+from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.supervision import supervise
 from streams.topics import PACKED, changelog_topic, ensure_topics
 from streams.unit import BatchUnit, system_tables
+from streams.web_auth import web_application_options
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +152,7 @@ def create_app(
     app = ForesightApp(
         settings.app_id,
         broker=f"foresight://{settings.brokers}",
+        broker_credentials=faust_credentials(settings),  # Faust's aiokafka clients, too
         store="memory://",
         datadir=str(datadir),
         tabledir=str(datadir / "tables"),
@@ -157,6 +160,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.web_host,
+        web_application_options=web_application_options(settings),  # token for /table/...
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=False,

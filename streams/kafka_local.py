@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,11 +19,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from streams.errors import BrokerError
+from streams.errors import BrokerError, ConfigError
 from streams.settings import Settings
 
 KAFKA_VERSION = "4.2.0"
@@ -33,11 +35,11 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={listener}://127.0.0.1:{port}
+listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name={listener}
 log.dirs={data_dir}
 num.partitions={partitions}
 auto.create.topics.enable=false
@@ -55,6 +57,28 @@ log.cleaner.dedupe.buffer.size=33554432
 num.network.threads=2
 num.io.threads=4
 """
+
+# The one client listener authenticates: PLAIN users are listed in its JAAS line, SCRAM users
+# are created at format time (kafka-storage format --add-scram). The broker reaches itself
+# (transaction markers) over the same listener as the first user, with PLAIN. ACLs are
+# enforced; the first user is the administrator. ANONYMOUS is only ever the node itself
+# on the loopback controller listener (broker -> controller); a production cluster puts
+# that listener on TLS or SASL and a private network instead.
+_SASL_PROPERTIES = """\
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{admin};User:ANONYMOUS
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required \
+username="{admin}" password="{admin_password}" {plain_users};
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+"""
+
+_SASL_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 _LOG4J = """\
 # Written by foresight: broker log to a file, warnings and up (server.log in the same folder).
@@ -75,13 +99,29 @@ logger.started.level = info
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """Paths and ports of the embedded broker, derived from :class:`Settings`."""
+    """Paths and ports of the embedded broker, derived from :class:`Settings`.
+
+    With ``sasl_users`` (``(name, password)`` pairs) the broker's only client listener is
+    ``SASL_PLAINTEXT`` with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for every user, no
+    plaintext listener, and ACLs enforced (the first user administers): a private broker
+    for tests that prove every client authenticates and needs no more than its ACLs.
+    ``libs_dir`` lets such a broker use jars already fetched for another home.
+    """
 
     root: Path
     port: int
     controller_port: int
     heap: str
     partitions: int
+    sasl_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    libs_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name, password in self.sasl_users:
+            # both go verbatim into a JAAS line and a kafka-storage --add-scram argument
+            if not (_SASL_NAME.fullmatch(name) and _SASL_NAME.fullmatch(password)):
+                raise ConfigError(f"SASL user {name!r}: names and passwords of the local broker "
+                                  "may use only letters, digits, '.', '_' and '-'")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafka:
@@ -95,7 +135,7 @@ class LocalKafka:
 
     @property
     def libs(self) -> Path:
-        return self.root / "libs"
+        return self.libs_dir or self.root / "libs"
 
     @property
     def data_dir(self) -> Path:
@@ -112,6 +152,19 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def listener(self) -> str:
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings that reach this broker (as its first SASL user, if any)."""
+        conf = {"bootstrap.servers": self.bootstrap, "security.protocol": self.listener}
+        if self.sasl_users:
+            name, password = self.sasl_users[0]
+            conf.update({"sasl.mechanisms": "PLAIN", "sasl.username": name,
+                         "sasl.password": password})
+        return conf
 
     # --- fetch ---------------------------------------------------------------------------
     def fetched(self) -> bool:
@@ -157,10 +210,19 @@ class LocalKafka:
     def _write_configs(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         props = self.root / "server.properties"
-        props.write_text(_SERVER_PROPERTIES.format(
-            port=self.port, controller_port=self.controller_port,
+        text = _SERVER_PROPERTIES.format(
+            listener=self.listener, port=self.port, controller_port=self.controller_port,
             data_dir=self.data_dir, partitions=self.partitions,
-        ))
+        )
+        if self.sasl_users:
+            (admin, admin_password), *_ = self.sasl_users
+            text += _SASL_PROPERTIES.format(
+                admin=admin, admin_password=admin_password,
+                plain_users=" ".join(f'user_{n}="{p}"' for n, p in self.sasl_users))
+        if self.sasl_users:  # passwords inside: owner only, before they are written
+            props.touch(mode=0o600)
+            props.chmod(0o600)
+        props.write_text(text)
         (self.root / "log4j2.properties").write_text(_LOG4J.format(log_file=self.log_file))
         return props
 
@@ -171,11 +233,19 @@ class LocalKafka:
         proc = subprocess.run(
             [self._java(), "-cp", self._classpath(),
              f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+             # "=": a random id may start with "-", which argparse would read as an option
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={props}",
+             *self._scram_arguments()],
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def _scram_arguments(self) -> list[str]:
+        """SCRAM credentials written into the cluster metadata before the first start."""
+        return [arg for name, password in self.sasl_users
+                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                for arg in ("--add-scram", f"{mech}=[name={name},password={password}]")]
 
     def pid(self) -> int | None:
         """PID of a broker this launcher started and that is still alive."""
@@ -196,7 +266,8 @@ class LocalKafka:
 
     def start(self, *, timeout: float = 90.0, quiet: bool = False) -> bool:
         """Start the broker unless one already answers; return True if this call started it."""
-        if self.port_open() and wait_ready(self.bootstrap, timeout=timeout):
+        if self.port_open() and wait_ready(self.bootstrap, timeout=timeout,
+                                           config=self.client_config()):
             return False
         self.fetch(quiet=quiet)
         props = self._write_configs()
@@ -228,7 +299,8 @@ class LocalKafka:
                     f"the broker exited with status {status}; see {self.log_file} and "
                     f"{self.root / 'broker.stdout'}"
                 )
-            if self.port_open() and wait_ready(self.bootstrap, timeout=2.0):
+            if self.port_open() and wait_ready(self.bootstrap, timeout=2.0,
+                                               config=self.client_config()):
                 return True
             time.sleep(0.2)
         raise BrokerError(f"the broker did not become ready within {timeout:.0f}s; see {self.log_file}")
@@ -273,12 +345,18 @@ def _kafka_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def wait_ready(bootstrap: str, *, timeout: float = 30.0) -> bool:
-    """True once the broker answers a metadata request with at least one broker."""
+def wait_ready(bootstrap: str, *, timeout: float = 30.0,
+               config: Mapping[str, str] | None = None) -> bool:
+    """True once the broker answers a metadata request with at least one broker.
+
+    ``config`` carries the security settings of a broker that needs them
+    (:meth:`LocalKafka.client_config`, :meth:`Settings.kafka_client_config`).
+    """
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    admin = AdminClient({**(config or {}), "bootstrap.servers": bootstrap,
+                         "socket.timeout.ms": 2000})
     while time.monotonic() < deadline:
         try:
             md = admin.list_topics(timeout=2.0)

@@ -26,9 +26,11 @@ from sinks.prometheus import register_metrics_page
 from streams import faust_transport
 from streams.decoding import Rejected, TimeBounds, dead_letter, decode_record
 from streams.metrics import Metrics
+from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.topics import changelog_topic, ensure_topics
 from streams.unit import TIMERS_TABLE
+from streams.web_auth import web_application_options
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,10 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id, broker=f"foresight://{settings.brokers}", store="memory://",
+        broker_credentials=faust_credentials(settings),
         datadir=str(datadir), web_enabled=True, web_port=settings.web_port,
         web_bind=settings.web_host, web_host=settings.web_host,
+        web_application_options=web_application_options(settings),
         topic_partitions=settings.partitions, topic_allow_declare=False,
         table_standby_replicas=0, consumer_auto_offset_reset="earliest",
         key_serializer="raw", value_serializer="raw",

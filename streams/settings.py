@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     (8, False, '127.0.0.1:9092')
     """
 
+    # populate_by_name: Settings(bootstrap_servers=...) works like the environment variables
+    # (without it pydantic ignored the field name beside its aliases)
     model_config = SettingsConfigDict(env_prefix="FORESIGHT_", frozen=True, extra="ignore",
                                       populate_by_name=True)
 
@@ -38,10 +40,30 @@ class Settings(BaseSettings):
         description="host:port[,host:port]; empty means the embedded local broker "
         "(KAFKA_BOOTSTRAP_SERVERS or FORESIGHT_BOOTSTRAP_SERVERS)",
     )
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        default="PLAINTEXT",
+        description="how every Kafka client connects: SASL_SSL in production, SSL for "
+        "client certificates only (FORESIGHT_SECURITY_PROTOCOL)",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism of SASL_* protocols (FORESIGHT_SASL_MECHANISM)"
+    )
     sasl_username: str | None = Field(default=None, description="FORESIGHT_SASL_USERNAME")
     sasl_password: SecretStr | None = Field(default=None, description="FORESIGHT_SASL_PASSWORD")
-    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
-        default="PLAINTEXT", description="FORESIGHT_SECURITY_PROTOCOL"
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates; default: the "
+        "system's trusted CAs (FORESIGHT_SSL_CAFILE)",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (FORESIGHT_SSL_CERTFILE)"
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of the client certificate (FORESIGHT_SSL_KEYFILE)"
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="password of an encrypted FORESIGHT_SSL_KEYFILE "
+        "(FORESIGHT_SSL_KEY_PASSWORD)"
     )
     partitions: int = Field(
         default=4, ge=1, le=1024,
@@ -73,6 +95,12 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(default=6066, description="FORESIGHT_WEB_PORT")
     web_host: str = Field(default="127.0.0.1", description="FORESIGHT_WEB_HOST")
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token that web endpoints reading state (/table/, /router/) "
+        "require; without it they answer 403. /metrics, /progress and /health stay open "
+        "(FORESIGHT_API_TOKEN)",
+    )
     log_level: str = Field(default="warning", description="FORESIGHT_LOG_LEVEL")
 
     # --- processing unit ---------------------------------------------------------------
@@ -173,6 +201,13 @@ class Settings(BaseSettings):
         "own core), a thread, or off when 'foresight packer' runs elsewhere (FORESIGHT_PACKER)",
     )
 
+    @field_validator("sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+                     "ssl_key_password", "api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        # compose files and CI templates pass unset variables as empty strings
+        return None if v == "" else v
+
     @field_validator("store")
     @classmethod
     def _known_store(cls, v: str) -> str:
@@ -194,18 +229,73 @@ class Settings(BaseSettings):
         """Full topic name with the configured prefix."""
         return f"{self.topic_prefix}{name}"
 
+    def check_security(self) -> None:
+        """Refuse security settings that cannot work together, before any client is built.
+
+        librdkafka and aiokafka would otherwise fail later with a handshake error that does
+        not name the variable to fix, or (worse) silently connect without the credentials
+        the operator meant to use.
+
+        >>> Settings(security_protocol="SASL_SSL").check_security()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streams.errors.ConfigError: FORESIGHT_SECURITY_PROTOCOL=SASL_SSL needs FORESIGHT_SASL_USERNAME...
+        """
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise ConfigError(f"FORESIGHT_SECURITY_PROTOCOL={protocol} needs FORESIGHT_SASL_USERNAME "
+                              "and FORESIGHT_SASL_PASSWORD: set both")
+        if not sasl and (self.sasl_username or self.sasl_password):
+            raise ConfigError(
+                f"FORESIGHT_SASL_USERNAME/_PASSWORD are set but FORESIGHT_SECURITY_PROTOCOL={protocol} "
+                "does not authenticate with them: set FORESIGHT_SECURITY_PROTOCOL=SASL_SSL "
+                "(or SASL_PLAINTEXT on a trusted network), or unset them")
+        files = {"FORESIGHT_SSL_CAFILE": self.ssl_cafile, "FORESIGHT_SSL_CERTFILE": self.ssl_certfile,
+                 "FORESIGHT_SSL_KEYFILE": self.ssl_keyfile}
+        given = [name for name, path in files.items() if path is not None]
+        if not tls and (given or self.ssl_key_password):
+            names = ", ".join(given or ["FORESIGHT_SSL_KEY_PASSWORD"])
+            raise ConfigError(f"{names} set but FORESIGHT_SECURITY_PROTOCOL={protocol} does not use "
+                              "TLS: set FORESIGHT_SECURITY_PROTOCOL=SSL or SASL_SSL, or unset them")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("a client certificate needs its key: set both FORESIGHT_SSL_CERTFILE "
+                              "and FORESIGHT_SSL_KEYFILE (or neither)")
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise ConfigError("FORESIGHT_SSL_KEY_PASSWORD is set without FORESIGHT_SSL_KEYFILE: "
+                              "set the key file or unset the password")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{name}={path} is not a readable file: fix the path")
+
     def kafka_client_config(self) -> dict[str, str]:
-        """Security settings shared by every confluent-kafka client."""
+        """Connection and security settings shared by every confluent-kafka client.
+
+        Every librdkafka client (packer, committer, restore consumer, admin, simulator,
+        bench) starts from this dict, so a secured cluster needs no per-client setup.
+        Faust's own aiokafka clients get the same settings from
+        :func:`streams.security.faust_credentials`.
+
+        >>> Settings(bootstrap_servers="k:9093", security_protocol="SASL_SSL",
+        ...          sasl_mechanism="SCRAM-SHA-512", sasl_username="fs",
+        ...          sasl_password="pw").kafka_client_config()["sasl.mechanisms"]
+        'SCRAM-SHA-512'
+        """
+        self.check_security()
         conf: dict[str, str] = {
             "bootstrap.servers": self.brokers,
             "security.protocol": self.security_protocol,
         }
-        if self.sasl_username:
-            if self.sasl_password is None:
-                raise ConfigError(
-                    "FORESIGHT_SASL_USERNAME is set but FORESIGHT_SASL_PASSWORD is not: set both"
-                )
-            conf["sasl.mechanisms"] = "PLAIN"
+        if self.security_protocol.startswith("SASL_") and self.sasl_username and self.sasl_password:
+            conf["sasl.mechanisms"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile is not None:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            conf["ssl.certificate.location"] = str(self.ssl_certfile)
+            conf["ssl.key.location"] = str(self.ssl_keyfile)
+        if self.ssl_key_password is not None:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         return conf

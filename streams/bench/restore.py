@@ -142,8 +142,11 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     from streams.store import restore_partition
 
     workdir = Path(cfg["workdir"])
+    # security settings come from this process's environment (FORESIGHT_SASL_*, ...), never
+    # from argv, where every local user could read a password
+    client = Settings(bootstrap_servers=cfg["bootstrap"]).kafka_client_config()
     consumer = Consumer({  # as ForesightApp.foresight_restore_consumer
-        "bootstrap.servers": cfg["bootstrap"], "group.id": cfg["group"],
+        **client, "group.id": cfg["group"],
         "enable.auto.commit": False, "isolation.level": "read_committed",
         "fetch.max.bytes": 52_428_800, "queued.max.messages.kbytes": 262_144,
     })

@@ -132,7 +132,7 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes
 
     ``timestamp_ms`` fixes every record's CreateTime (so two productions are identical).
     """
-    p = Producer({"bootstrap.servers": settings.brokers, "partitioner": "murmur2_random",
+    p = Producer({**settings.kafka_client_config(), "partitioner": "murmur2_random",
                   "linger.ms": 5, "enable.idempotence": True})
     sent: list[Sent] = []
 
@@ -156,7 +156,7 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes
 
 def read_topic(settings: Settings, topic: str, *, timeout: float = 20.0) -> list[Any]:
     """Every committed record of a (real-named) topic, partition by partition."""
-    c = Consumer({"bootstrap.servers": settings.brokers, "group.id": f"reader-{time.time_ns()}",
+    c = Consumer({**settings.kafka_client_config(), "group.id": f"reader-{time.time_ns()}",
                   "isolation.level": "read_committed", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest"})
     md = c.list_topics(topic, timeout=10)
