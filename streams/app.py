@@ -269,6 +269,7 @@ def create_app(
             "committed": runner.committed_records,
             "commits": runner.commits,
             "pending": unit.pending(),
+            "partitions": unit.partitions(),
             **sup.health(),
         })
 

@@ -172,10 +172,12 @@ class Settings(BaseSettings):
         description="a worker silent this long loses its partitions (FORESIGHT_SESSION_TIMEOUT_S)",
     )
     static_membership: bool = Field(
-        default=True,
-        description="the packer rejoins with the worker id as Kafka group.instance.id, so a "
-        "restarted worker gets its input partitions back without waiting for the session "
-        "timeout (FORESIGHT_STATIC_MEMBERSHIP)",
+        default=False,
+        description="the packer joins its consumer group as a static member (Kafka "
+        "group.instance.id = worker id): a worker restarted within the session timeout gets "
+        "its input partitions back without a rebalance, but a worker that stops for good "
+        "holds them for the session timeout (a static member never leaves the group on "
+        "close), so the default is off (FORESIGHT_STATIC_MEMBERSHIP)",
     )
     stall_after_s: float = Field(
         default=30.0, ge=1.0,

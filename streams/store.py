@@ -283,8 +283,11 @@ def restore_partition(consumer: Any, topic: str, partition: int, start: int,
     """
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+    from streams.retry import retry_transient
+
     tp = TopicPartition(topic, partition)
-    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+    low, high = retry_transient(lambda: consumer.get_watermark_offsets(tp, timeout=10),
+                                what=f"end offsets of {topic}[{partition}]")
     if high <= max(start, low):
         if high > 0:
             part.write((), high - 1)
@@ -306,7 +309,8 @@ def restore_partition(consumer: Any, topic: str, partition: int, start: int,
             if items:
                 part.write(items, None)
                 n += len(items)
-            pos = consumer.position([tp])[0].offset
+            pos = retry_transient(lambda: consumer.position([tp])[0].offset,
+                                  what=f"position in {topic}[{partition}]")
             if pos >= high:
                 break
             now = time.monotonic()

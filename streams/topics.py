@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.registry import (
     AGENT_HINTS,
@@ -71,8 +72,10 @@ def ensure_topics(settings: Settings, tables: tuple[str, ...] = (),
     """Create missing topics and check partition counts; return the names created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from streams.retry import retry_transient
+
     admin = AdminClient(settings.kafka_client_config())
-    md = admin.list_topics(timeout=timeout)
+    md = retry_transient(lambda: admin.list_topics(timeout=timeout), what="topic metadata")
     specs = topic_specs(settings, tables)
     wrong = []
     missing = []
@@ -101,7 +104,24 @@ def ensure_topics(settings: Settings, tables: tuple[str, ...] = (),
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise ConfigError(f"cannot create topic {name}: {exc}") from exc
+        _wait_for_leaders(admin, created, timeout)
     return created
+
+
+def _wait_for_leaders(admin: Any, names: list[str], timeout: float) -> None:
+    """Return once every partition of ``names`` has a leader: a topic is usable only then,
+    and a worker started a moment earlier reads ``NOT_LEADER_FOR_PARTITION`` instead."""
+    deadline = time.monotonic() + timeout
+    waiting = set(names)
+    while waiting and time.monotonic() < deadline:
+        md = admin.list_topics(timeout=timeout)
+        for name in list(waiting):
+            t = md.topics.get(name)
+            if t is not None and t.error is None and t.partitions and \
+                    all(p.leader >= 0 and p.error is None for p in t.partitions.values()):
+                waiting.discard(name)
+        if waiting:
+            time.sleep(0.1)
 
 
 Log = Callable[[str], None]

@@ -434,6 +434,10 @@ class BatchUnit:
                     self._progress_dirty.add(p)
         return fired
 
+    def partitions(self) -> list[int]:
+        """Partitions this unit has processed since they were (last) assigned to it."""
+        return sorted(self._progress)
+
     def clock_of(self, partition: int) -> int | None:
         """The event-time clock of a partition (ms), if the partition has been seen."""
         t = self._timers.get(partition)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,29 @@ def kafka_settings() -> Iterator[Settings]:
 
 
 _TAGS: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def private_kafka(kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A broker of the test module's own (free ports, a temporary home, the shared jars),
+    for tests that stop and restart it; stopped and deleted afterwards. The shared broker
+    is never restarted."""
+    import shutil
+
+    from streams.kafka_local import LocalKafka
+    from tests.integration.harness import free_port
+
+    shared = LocalKafka.from_settings(Settings())
+    shared.fetch(quiet=True)
+    root = tmp_path_factory.mktemp("private-kafka")
+    kafka = LocalKafka(root=root / "kafka", port=free_port(), controller_port=free_port(),
+                       heap="384m", partitions=kafka_settings.partitions, libs_dir=shared.libs)
+    kafka.start(quiet=True)
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

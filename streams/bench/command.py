@@ -31,8 +31,9 @@ across machines, not the absolute figures.
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add ``bench ingest``, ``steps``, ``latency`` and ``restore`` to ``foresight``."""
-    p = sub.add_parser("bench", help="benchmarks with baselines (ingest, steps, latency, restore)",
+    """Add ``bench ingest``, ``steps``, ``latency``, ``restore``, ``faults`` and ``soak``."""
+    p = sub.add_parser("bench", help="benchmarks with baselines (ingest, steps, latency, "
+                       "restore, faults, soak)",
                        description="Repeatable benchmarks that always run their baselines "
                        "beside the measurement, on the same broker and records.")
     acts = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -102,6 +103,78 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     r.add_argument("--keep", action="store_true", help="keep the changelog topic")
     r.add_argument("--timeout", type=float, default=1800.0, help="seconds per restore")
     r.set_defaults(func=cmd_restore)
+    _register_faults(acts, common)
+
+
+def _register_faults(acts: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    f = acts.add_parser(
+        "faults", help="recovery after broker outages, SIGTERM exit and takeover times",
+        description="Outages: a private broker (own ports, the embedded broker's jars) is "
+        "killed while a worker works through a backlog, kept down for each length, and "
+        "restarted; measured from the moment it answers until the worker commits again, and "
+        "until the backlog is done. Shutdowns: two workers under a steady load, SIGTERM to "
+        "one; measured: time to exit, time until the other processes every partition.")
+    common(f)
+    f.add_argument("--outages", default="5,15,60,300",
+                   help="seconds the broker stays down, comma list (default 5,15,60,300)")
+    f.add_argument("--events", type=int, default=150_000, help="backlog per outage run")
+    f.add_argument("--shutdowns", type=int, default=3, help="SIGTERM runs (default 3)")
+    f.add_argument("--rate", type=float, default=5000.0,
+                   help="steady load during the shutdown runs, events/s (default 5000)")
+    f.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
+    f.set_defaults(func=cmd_faults)
+
+    s = acts.add_parser(
+        "soak", help="memory and lag of one worker under a steady load for N minutes",
+        description="One worker (full pipeline) and a paced producer of the bench dataset "
+        "for --minutes; samples memory (worker + packer RSS) and lag (input, packed, "
+        "uncommitted) every --sample seconds; reports their slope over the second half and "
+        "the ERROR lines of the worker's log. Use half the rate 'bench ingest' measured.")
+    common(s)
+    s.add_argument("--minutes", type=float, default=30.0, help="length (default 30)")
+    s.add_argument("--rate", type=float, required=True, help="events/s to produce")
+    s.add_argument("--sample", type=float, default=10.0, help="seconds between samples (10)")
+    s.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
+    s.set_defaults(func=cmd_soak)
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.bench.faults import run_outages, run_shutdowns, summarize
+
+    settings = _settings(args)
+    _interrupt_on_term()
+    say = _say
+    outages = [float(x) for x in args.outages.split(",") if x.strip()]
+    out = run_outages(settings, outages=outages, events=args.events,
+                      partitions=settings.partitions, say=say) if outages else []
+    downs = run_shutdowns(settings, repeat=args.shutdowns, rate=args.rate,
+                          partitions=settings.partitions, say=say) if args.shutdowns else []
+    for line in summarize(out, downs):
+        print(line)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"outages": out, "shutdowns": downs}, indent=2))
+    return 1 if any("error" in r for r in (*out, *downs)) else 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.bench.faults import format_soak, run_soak
+
+    settings = _settings(args)
+    _interrupt_on_term()
+    result = run_soak(settings, minutes=args.minutes, rate=args.rate,
+                      partitions=settings.partitions, sample_s=args.sample, say=_say)
+    print(format_soak(result))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def _settings(args: argparse.Namespace) -> Any:

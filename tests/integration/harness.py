@@ -51,6 +51,28 @@ class Worker:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def terminate(self, timeout: float = 60.0) -> float:
+        """SIGTERM; wait for the exit and return how long it took (seconds)."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout)
+        return time.monotonic() - started
+
+    def packer_pid(self) -> int:
+        """PID of the worker's packer child process."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        for pid in children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:  # not the resource tracker
+                return int(pid)
+        raise AssertionError(f"no packer child among {children}")
+
+    def log_lines(self, level: str) -> list[str]:
+        """Lines of the worker's log at ``level`` (ERROR, WARNING...)."""
+        marks = (f"[{level}]", f" {level} ")
+        return [ln for ln in self.log.read_text(errors="replace").splitlines()
+                if any(m in ln for m in marks)]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -127,13 +149,14 @@ class Sent:
 
 
 def produce(settings: Settings, records: Iterable[tuple[str, bytes | None, bytes]],
-            timestamp_ms: int | None = None) -> list[Sent]:
+            timestamp_ms: int | None = None, config: dict[str, Any] | None = None) -> list[Sent]:
     """Produce (logical topic, key, value) records; return where each landed.
 
-    ``timestamp_ms`` fixes every record's CreateTime (so two productions are identical).
+    ``timestamp_ms`` fixes every record's CreateTime (so two productions are identical);
+    ``config`` adds producer settings (``message.max.bytes`` for very large records).
     """
     p = Producer({**settings.kafka_client_config(), "partitioner": "murmur2_random",
-                  "linger.ms": 5, "enable.idempotence": True})
+                  "linger.ms": 5, "enable.idempotence": True, **(config or {})})
     sent: list[Sent] = []
 
     def cb(err: Any, msg: Any) -> None:

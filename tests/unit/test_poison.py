@@ -77,7 +77,8 @@ def test_oversize_values_and_keys_become_dead_letters_that_fit() -> None:
     unit.process_envelope(pack(SS, 0, [0, 1, 2], [1, 1, 1], [*stubs, b"S00000001"],
                                [b"", b"", valid]))
     too_big, bad_key = dead_letters(unit)
-    assert (too_big.reason, too_big.value_bytes, too_big.value_truncated) == ("oversize", len(huge_value), True)
+    assert (too_big.reason, too_big.value_bytes, too_big.value_truncated) == \
+        ("oversize", len(huge_value), True)
     assert too_big.value_sha256 == hashlib.sha256(huge_value).hexdigest()
     assert base64.b64decode(too_big.value_b64) == huge_value[:HEAD_BYTES]
     assert (bad_key.reason, bad_key.key_truncated, bad_key.value_truncated) == ("key_mismatch", True, False)
