@@ -42,6 +42,7 @@ from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
 from streams.security import faust_credentials
 from streams.settings import Settings
+from streams.store import restore_consumer_config
 from streams.supervision import supervise
 from streams.topics import PACKED, changelog_topic, ensure_topics
 from streams.unit import BatchUnit, system_tables
@@ -94,14 +95,8 @@ class ForesightApp(faust.App):
 
     def foresight_restore_consumer(self) -> Consumer:
         """A group-less ``read_committed`` consumer for restoring changelog partitions."""
-        return Consumer({
-            **self.settings.kafka_client_config(),
-            "group.id": f"{self.settings.app_id}-restore",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.max.bytes": 52_428_800,
-            "queued.max.messages.kbytes": 262_144,
-        })
+        return Consumer(restore_consumer_config(self.settings.kafka_client_config(),
+                                                f"{self.settings.app_id}-restore"))
 
     async def on_start(self) -> None:
         await super().on_start()

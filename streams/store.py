@@ -270,6 +270,23 @@ class TableStore(faust_store.Store):
         self.reset_state()
 
 
+def restore_consumer_config(client: dict[str, Any], group_id: str) -> dict[str, Any]:
+    """A group-less ``read_committed`` consumer's settings for :func:`restore_partition`
+    (the group id only names it; it never joins or commits)."""
+    return {
+        **client,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        # each partition is assigned in turn: the default 500 ms fetch wait of the previous
+        # assignment delayed every next one (0.5 s per partition and table, seconds of a
+        # takeover); with data waiting the broker answers at once anyway
+        "fetch.wait.max.ms": 10,
+        "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 262_144,
+    }
+
+
 def restore_partition(consumer: Any, topic: str, partition: int, start: int,
                       part: Backend, batch: int = 20_000, wait_open_txn_s: float = 120.0) -> int:
     """Read ``topic[partition]`` from ``start`` to its end into ``part``; return records read.

@@ -139,17 +139,13 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     """Restore every partition into one backend; measure time and memory (child side)."""
     from confluent_kafka import Consumer
 
-    from streams.store import restore_partition
+    from streams.store import restore_consumer_config, restore_partition
 
     workdir = Path(cfg["workdir"])
     # security settings come from this process's environment (FORESIGHT_SASL_*, ...), never
     # from argv, where every local user could read a password
     client = Settings(bootstrap_servers=cfg["bootstrap"]).kafka_client_config()
-    consumer = Consumer({  # as ForesightApp.foresight_restore_consumer
-        **client, "group.id": cfg["group"],
-        "enable.auto.commit": False, "isolation.level": "read_committed",
-        "fetch.max.bytes": 52_428_800, "queued.max.messages.kbytes": 262_144,
-    })
+    consumer = Consumer(restore_consumer_config(client, cfg["group"]))  # as the worker's
     gc.collect()
     before = _rss()
     parts: dict[int, Any] = {}
