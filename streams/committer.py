@@ -69,8 +69,8 @@ class TransactionalCommitter:
         output_topics: Mapping[str, str],
         *,
         transaction_timeout_ms: int = 15_000,
-        call_timeout_s: float = 5.0,
-        max_backoff_s: float = 5.0,
+        call_timeout_s: float = 2.0,
+        max_backoff_s: float = 1.0,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         conf: dict[str, Any] = dict(client_config)
@@ -92,6 +92,9 @@ class TransactionalCommitter:
             # still being written (CONCURRENT_TRANSACTIONS); retry sooner.
             "retry.backoff.ms": 5,
             "retry.backoff.max.ms": 50,
+            # after an outage, reconnect within a second (librdkafka's default backs off to
+            # 10 s: up to 10 s of a returned broker unused)
+            "reconnect.backoff.max.ms": 1000,
         })
         self._conf = conf
         self.transactional_id = transactional_id

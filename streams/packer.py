@@ -106,6 +106,7 @@ class Packer:
             "queued.min.messages": 100_000,
             "max.partition.fetch.bytes": 4_194_304,
             "partition.assignment.strategy": "cooperative-sticky",
+            "reconnect.backoff.max.ms": 1000,  # back within a second of the broker
         })
         self._producer = Producer({
             **client_config,
@@ -118,6 +119,7 @@ class Packer:
             # wait out broker outages: an envelope is never given up on while the process
             # lives (a delivery failure would otherwise leave a gap behind later envelopes)
             "message.timeout.ms": 0,
+            "reconnect.backoff.max.ms": 1000,
         })
         self._open: dict[tuple[str, int], _Open] = {}
         self._delivered: dict[tuple[str, int], int] = {}

@@ -13,6 +13,8 @@ import os
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,7 @@ from tests.integration.harness import (
     read_topic,
     start_worker,
     table_contents,
+    total,
     wait_until,
     workload,
 )
@@ -196,6 +199,14 @@ def on_private(private_kafka: LocalKafka, isolated: Settings) -> Settings:
     return isolated.model_copy(update={"bootstrap_servers": private_kafka.bootstrap})
 
 
+def _health_code(worker: Any) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/health", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _kill_broker(kafka: LocalKafka) -> None:
     pid = kafka.pid()
     assert pid is not None
@@ -226,7 +237,11 @@ def test_worker_resumes_by_itself_after_the_broker_was_down(
         _kill_broker(private_kafka)
         went_down = time.monotonic()
         while time.monotonic() - went_down < down_s:
-            statuses.append(worker.progress())
+            status = worker.progress()
+            if status["status"] == "stalled":
+                status["health"] = _health_code(worker)
+                status["metric"] = total(worker.metrics(), "foresight_worker_stalled")
+            statuses.append(status)
             time.sleep(1.0)
         private_kafka.start(quiet=True)
         sent.extend(produce(settings, records[100_000:]))  # and load after it returned
@@ -234,12 +249,14 @@ def test_worker_resumes_by_itself_after_the_broker_was_down(
                    "everything applied after the broker returned", worker)
         assert worker.proc.poll() is None, "the same process resumed"
         wait_until(lambda: worker.progress()["status"] == "ok", 30, "healthy again", worker)
+        assert _health_code(worker) == 200
     finally:
         worker.stop()
     stalled = [s for s in statuses if s["status"] == "stalled"]
     if down_s >= 45:
         assert stalled, "a worker that cannot progress for 30 s says so"
         assert stalled[-1]["component"] in ("broker", "commit") and stalled[-1]["reason"]
+        assert stalled[-1]["health"] == 503 and stalled[-1]["metric"] == 1
     errors = worker.log_lines("ERROR")
     assert len(errors) <= 40 + down_s // 2, f"{len(errors)} ERROR lines:\n" + "\n".join(errors[:50])
     assert_exactly_once(settings, sent, STEPS)
