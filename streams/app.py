@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import socket
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,13 @@ from streams.committer import CommitAbandoned, TransactionalCommitter
 from streams.decoding import TimeBounds
 from streams.errors import ConfigError
 from streams.logs import client_logging
-from streams.logs import install as install_log_filter
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.store import restore_consumer_config
-from streams.supervision import supervise
+from streams.supervision import ForesightWorker, arm_exit_deadline, supervise
 from streams.topics import PACKED, changelog_topic, ensure_topics
 from streams.unit import BatchUnit, system_tables
 from streams.web_auth import web_application_options
@@ -331,47 +328,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-def arm_exit_deadline(seconds: float) -> None:
-    """End the process ``seconds`` from now if it is still alive (once per process).
-
-    A stop that hangs (a client waiting for a broker that is gone, a thread that does not
-    return) must not keep a dead worker holding its partitions: nothing uncommitted is lost
-    by exiting, the next owner processes it again.
-    """
-    global _deadline_armed
-    if _deadline_armed:
-        return
-    _deadline_armed = True
-
-    def expire() -> None:
-        log.critical("still stopping after %.0fs (FORESIGHT_SHUTDOWN_TIMEOUT_S); exiting now, "
-                     "uncommitted records are processed again by the next owner", seconds)
-        logging.shutdown()
-        os._exit(EXIT_SHUTDOWN_TIMEOUT)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-
-
-_deadline_armed = False
-#: exit status when a stop outlived FORESIGHT_SHUTDOWN_TIMEOUT_S
-EXIT_SHUTDOWN_TIMEOUT = 75
-
-
-class ForesightWorker(faust.Worker):
-    """Faust's worker with Foresight's logging (repeats throttled, no colours in files) and
-    a bounded stop from the first signal on."""
-
-    def on_setup_root_logger(self, logger: Any, level: int) -> None:
-        super().on_setup_root_logger(logger, level)
-        install_log_filter()
-
-    def _schedule_shutdown(self, signal: Any) -> None:
-        arm_exit_deadline(self.app.settings.shutdown_timeout_s)  # type: ignore[attr-defined]
-        super()._schedule_shutdown(signal)
 
 
 def run_worker(settings: Settings) -> None:

@@ -96,6 +96,7 @@ class Packer:
         self.commit_interval = commit_interval_s
         self._throttle = Throttle(60.0)
         self._failed: str | None = None
+        self._broken: set[tuple[str, int]] = set()
         self._consumer = Consumer({
             **client_config,
             **(consumer_config or {}),
@@ -251,12 +252,15 @@ class Packer:
             last = buf.offsets[-1]
 
             def delivered(err: Any, _msg: Any, tp: tuple[str, int] = tp, last: int = last) -> None:
+                if tp in self._broken:
+                    return  # nothing of tp is committed past an envelope that failed
                 if err is None:
                     if last > self._delivered.get(tp, -1):
                         self._delivered[tp] = last
-                elif self._failed is None:
-                    # later envelopes of tp must not be committed past this one: stop here
-                    self._failed = f"envelope of {tp} up to offset {last} not delivered: {err}"
+                else:
+                    self._broken.add(tp)
+                    if self._failed is None:
+                        self._failed = f"envelope of {tp} up to offset {last} not delivered: {err}"
 
             while True:
                 try:

@@ -12,18 +12,25 @@ Wired into the Faust app by :func:`supervise`; the decisions themselves are
   verdict sets ``foresight_worker_stalled``, ``/health`` and ``/progress``, logs at ERROR
   once a minute while stalled, and crashes the worker (exit status 1) when only a restart
   can help.
+* **stop**: from the first signal (or the start of any stop) a deadline thread ends the
+  process after ``shutdown_timeout_s``, whatever still hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from typing import Any
+
+import faust
 
 from streams.errors import ForesightError
 from streams.faust_transport import consumer_lag
 from streams.health import Observation, Verdict, Watchdog
+from streams.logs import install as install_log_filter
 from streams.metrics import STALL_COMPONENTS
 
 log = logging.getLogger(__name__)
@@ -152,3 +159,44 @@ def supervise(app: Any, packed_topic: str) -> Supervisor:
         return web.json(body, status=200 if body["status"] == "ok" else 503)
 
     return sup
+
+
+def arm_exit_deadline(seconds: float) -> None:
+    """End the process ``seconds`` from now if it is still alive (once per process).
+
+    A stop that hangs (a client waiting for a broker that is gone, a thread that does not
+    return) must not keep a dead worker holding its partitions: nothing uncommitted is lost
+    by exiting, the next owner processes it again.
+    """
+    global _deadline_armed
+    if _deadline_armed:
+        return
+    _deadline_armed = True
+
+    def expire() -> None:
+        log.critical("still stopping after %.0fs (FORESIGHT_SHUTDOWN_TIMEOUT_S); exiting now, "
+                     "uncommitted records are processed again by the next owner", seconds)
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+_deadline_armed = False
+#: exit status when a stop outlived FORESIGHT_SHUTDOWN_TIMEOUT_S
+EXIT_SHUTDOWN_TIMEOUT = 75
+
+
+class ForesightWorker(faust.Worker):
+    """Faust's worker with repeated client log lines throttled and a bounded stop from the
+    first signal on."""
+
+    def on_setup_root_logger(self, logger: Any, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        install_log_filter()
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        arm_exit_deadline(self.app.settings.shutdown_timeout_s)  # type: ignore[attr-defined]
+        super()._schedule_shutdown(signal)

@@ -134,6 +134,9 @@ def _register_faults(acts: Any, common: Callable[[argparse.ArgumentParser], None
     s.add_argument("--minutes", type=float, default=30.0, help="length (default 30)")
     s.add_argument("--rate", type=float, required=True, help="events/s to produce")
     s.add_argument("--sample", type=float, default=10.0, help="seconds between samples (10)")
+    s.add_argument("--subscribers", type=int, default=10_000,
+                   help="distinct keys (default 10000: states reach their bounded size within "
+                   "the first minutes, so growth left over is the runtime's)")
     s.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
     s.set_defaults(func=cmd_soak)
 
@@ -166,7 +169,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _interrupt_on_term()
     result = run_soak(settings, minutes=args.minutes, rate=args.rate,
-                      partitions=settings.partitions, sample_s=args.sample, say=_say)
+                      partitions=settings.partitions, sample_s=args.sample,
+                      subscribers=args.subscribers, say=_say)
     print(format_soak(result))
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2))

@@ -9,11 +9,14 @@ fast it hands over, and whether it stays flat for half an hour.
   exit, and SIGTERM until the other worker has processed records of every partition
   (*takeover*; ``/progress`` lists the partitions a worker has processed since its last
   assignment).
-* **soak**: one worker, a steady paced load for N minutes; every few seconds its memory
-  (worker + packer VmRSS) and lag (input records the packer has not read, envelopes the
-  worker has not read, records uncommitted) are sampled. Reported: the slope of memory
-  and lag (least squares over the second half, after warm-up) and the worker's ERROR
-  lines.
+* **soak**: one worker, a steady paced load for N minutes over a population small enough
+  that every subscriber's state reaches its bounded size early (with 100,000 subscribers
+  the states keep filling for tens of millions of events, and that growth of the store
+  itself hides anything else); every few seconds its memory
+  (worker + packer VmRSS) and its lag (records produced but not yet committed: whatever
+  waits anywhere between the producer and the commit) are sampled. Reported: the slope of
+  memory and lag (least squares over the second half, after warm-up) and the worker's
+  ERROR lines.
 
 Correctness under these faults is what the integration tests assert
 (``tests/integration/test_faults.py``); these runs measure time.
@@ -211,11 +214,11 @@ def _one_shutdown(settings: Settings, tag: str, scratch: Path, rate: float, part
 
 
 def _paced_load(settings: Settings, rate: float, stop: threading.Event,
-                samples: list[int] | None = None) -> None:
+                samples: list[int] | None = None, subscribers: int = 100_000) -> None:
     """Produce the bench dataset at ``rate`` events/s until ``stop``; generated as it goes."""
     producer = kafka.bench_producer(settings, **{"linger.ms": 5})
     names = {t: settings.topic(t) for t in INPUT_TOPICS}
-    gen = dataset.events(10**12, 100_000)
+    gen = dataset.events(10**12, subscribers)
     sent = 0
     start = time.monotonic()
     while not stop.is_set():
@@ -263,7 +266,7 @@ def summarize(outages: list[dict[str, Any]], shutdowns: list[dict[str, Any]]) ->
 
 # --- soak ----------------------------------------------------------------------------------
 def run_soak(base: Settings, *, minutes: float, rate: float, partitions: int, sample_s: float,
-             say: Say) -> dict[str, Any]:
+             subscribers: int, say: Say) -> dict[str, Any]:
     tag = "fsk" + uuid.uuid4().hex[:8]
     scratch = (base.home / "bench" / tag).resolve()
     settings = kafka.run_settings(base, f"{base.topic_prefix}{tag}.", partitions)
@@ -272,7 +275,8 @@ def run_soak(base: Settings, *, minutes: float, rate: float, partitions: int, sa
                           log_path=scratch / "worker.log")
     stop = threading.Event()
     sent: list[int] = []
-    feeder = threading.Thread(target=_paced_load, args=(settings, rate, stop, sent), daemon=True)
+    feeder = threading.Thread(target=_paced_load, args=(settings, rate, stop, sent, subscribers),
+                              daemon=True)
     samples: list[dict[str, Any]] = []
     try:
         _wait(lambda: worker.scrape() is not None, 120, "worker up", worker)
@@ -292,8 +296,9 @@ def run_soak(base: Settings, *, minutes: float, rate: float, partitions: int, sa
                     f"committed {s['committed']:,} of {s['produced']:,}")
         stop.set()
         feeder.join(30)
-        return soak_result(samples, minutes, rate, _error_lines(worker.log_path),
-                           _error_samples(worker.log_path))
+        result = soak_result(samples, minutes, rate, _error_lines(worker.log_path),
+                             _error_samples(worker.log_path))
+        return {**result, "subscribers": subscribers, "steps": base.steps}
     finally:
         stop.set()
         procs.stop(worker.proc, grace=20.0)
@@ -309,10 +314,11 @@ def _sample(worker: Worker, t: float, produced: int) -> dict[str, Any]:
     if children.exists():
         pids += [int(x) for x in children.read_text().split()]
     rss = sum(proc_memory(pid).get("VmRSS", 0) for pid in pids)
-    lag = int(total(series, "foresight_input_lag_records") +
-              total(series, "foresight_packed_lag_envelopes") + p.get("pending", 0))
-    return {"t": round(t, 1), "rss_mb": rss / 1024, "lag": lag, "produced": produced,
-            "committed": int(p.get("committed", 0)), "status": p.get("status")}
+    committed = int(p.get("committed", 0))
+    return {"t": round(t, 1), "rss_mb": rss / 2**20, "lag": max(0, produced - committed),
+            "input_lag": int(total(series, "foresight_input_lag_records")),
+            "packed_lag_envelopes": int(total(series, "foresight_packed_lag_envelopes")),
+            "produced": produced, "committed": committed, "status": p.get("status")}
 
 
 def _error_samples(log: Path, n: int = 5) -> list[str]:
@@ -356,11 +362,12 @@ def soak_result(samples: list[dict[str, Any]], minutes: float, rate: float, erro
 
 def format_soak(r: dict[str, Any]) -> str:
     return "\n".join([
-        f"soak: {r['minutes']:g} min at {r['rate']:,.0f} events/s: produced {r['produced']:,}, "
-        f"committed {r['committed']:,}",
+        f"soak: {r['minutes']:g} min at {r['rate']:,.0f} events/s over "
+        f"{r.get('subscribers', 0):,} subscribers, steps {r.get('steps')}: produced "
+        f"{r['produced']:,}, committed {r['committed']:,}",
         f"  memory (worker + packer RSS): {r['rss_mb_first']:.0f} MB -> {r['rss_mb_last']:.0f} MB, "
         f"slope over the second half {r['rss_slope_mb_per_min']:+.2f} MB/min",
-        f"  lag (input + packed + uncommitted): max {r['lag_max']:,}, slope over the second "
+        f"  lag (produced, not yet committed): max {r['lag_max']:,}, slope over the second "
         f"half {r['lag_slope_per_min']:+,.1f} records/min",
         f"  ERROR lines in the worker log: {r['error_lines']}"
         + (f" (e.g. {r['error_examples'][0]})" if r["error_examples"] else ""),

@@ -251,3 +251,27 @@ def test_run_cleanup_refuses_to_match_every_topic() -> None:
 
     with pytest.raises(ValueError, match="own topic prefix"):
         delete_run(Settings(topic_prefix="", app_id="demo-1"))
+
+
+def test_soak_slopes_are_taken_over_the_second_half() -> None:
+    from streams.bench.faults import format_soak, soak_result
+
+    # memory grows during warm-up, then stays flat; lag stays flat
+    samples = [{"t": t * 60.0, "rss_mb": min(t, 5) * 100.0, "lag": 50, "produced": t * 1000,
+                "committed": t * 1000 - 50, "status": "ok"} for t in range(1, 21)]
+    r = soak_result(samples, 20, 1000, 0, [])
+    assert r["rss_slope_mb_per_min"] == 0.0 and r["lag_slope_per_min"] == 0.0
+    assert r["rss_mb_first"] == 100.0 and r["rss_mb_last"] == 500.0
+    assert "ERROR lines in the worker log: 0" in format_soak(r)
+
+
+def test_fault_summary_reports_p50_and_max() -> None:
+    from streams.bench.faults import summarize
+
+    out = [{"outage_s": 5, "recovered_s": 1.0}, {"outage_s": 60, "recovered_s": 3.0},
+           {"outage_s": 300, "error": "x"}]
+    downs = [{"exit_s": 1.2, "takeover_s": 2.5}, {"exit_s": 1.4, "takeover_s": 3.5}]
+    text = "\n".join(summarize(out, downs))
+    assert "p50 2.0s, max 3.0s over 2 outages (5s, 60s)" in text
+    assert "SIGTERM to exit under load: p50 1.3s, max 1.4s" in text
+    assert "takeover by the other worker: p50 3.0s, max 3.5s" in text

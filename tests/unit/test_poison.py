@@ -150,17 +150,37 @@ class _Msg:
 class _Producer:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.callbacks: list[Any] = []
 
     def produce(self, topic: str, data: bytes, **kw: Any) -> None:
         self.sent.append(data)
+        self.callbacks.append(kw.get("on_delivery"))
 
 
-def test_packer_stubs_oversize_records_and_never_exceeds_its_byte_limit() -> None:
+def _packer() -> tuple[Packer, _Producer]:
     packer = Packer({"bootstrap.servers": "127.0.0.1:1"}, group_id="g", inputs=["in"],
                     logical={"in": SS}, packed_topic="packed", max_events=1000,
                     max_bytes=100_000, linger_ms=10_000, max_record_bytes=64 * 1024)
     fake = _Producer()
     packer._producer = fake  # type: ignore[assignment]
+    return packer, fake
+
+
+def test_no_input_offset_is_committed_past_an_envelope_that_was_not_delivered() -> None:
+    packer, fake = _packer()
+    for i in range(3):  # three envelopes of one partition
+        packer._add([_Msg(i, b"S00000001", b"{}")])
+        packer._emit(list(packer._open))
+    ok, failed, later = fake.callbacks
+    ok(None, None)
+    failed("MSG_TIMED_OUT", None)
+    later(None, None)  # delivered after the failed one: must not move the commit point
+    assert packer._delivered == {("in", 0): 0}
+    assert packer._failed is not None and "offset 1" in packer._failed
+
+
+def test_packer_stubs_oversize_records_and_never_exceeds_its_byte_limit() -> None:
+    packer, fake = _packer()
     sizes = [700_000, 800_000, 990_000, 1_000_000, 5_000_000, 60_000, 60_000, 100]
     packer._add([_Msg(i, b"S00000001", b"v" * n) for i, n in enumerate(sizes)])
     packer._emit(list(packer._open))
