@@ -64,10 +64,12 @@ def _state(kind: str, sid: str, at: datetime, **fields: Any) -> tuple[str, bytes
     return "subscriber-state", sid.encode(), orjson.dumps(ev)
 
 
-def _dead_letters(settings: Settings) -> dict[int, DeadLetter]:
+def _dead_letters(settings: Settings) -> dict[tuple[int, int], DeadLetter]:
+    """Dead letters of ``subscriber-state`` by source (partition, offset)."""
     dls = [DeadLetter.model_validate_json(m.value())
            for m in read_topic(settings, settings.topic("dead-letters"))]
-    return {d.source_offset: d for d in dls if d.source_topic == "subscriber-state"}
+    return {(d.source_partition, d.source_offset): d for d in dls
+            if d.source_topic == "subscriber-state"}
 
 
 # --- any record is survivable ------------------------------------------------------------
@@ -118,7 +120,7 @@ def test_any_record_is_a_dead_letter_or_processed_and_none_stops_the_worker(
     finally:
         worker.stop()
     assert_exactly_once(isolated, sent, STEPS)
-    at = {s.value: s.offset for s in sent if s.topic == "subscriber-state"}
+    at = {s.value: (s.partition, s.offset) for s in sent if s.topic == "subscriber-state"}
     dls = _dead_letters(isolated)
     for (_t, _k, value), n in zip(poison, poison_sizes, strict=True):
         dl = dls[at[value]]
