@@ -217,6 +217,17 @@ def table_contents(settings: Settings, table: str) -> dict[tuple[int, str], Any]
     return state
 
 
+def all_applied(settings: Settings, sent: Iterable[Sent]) -> bool:
+    """True once the committed progress covers every sent record: progress is committed
+    with the state and outputs, so every effect is durable then (sleeps a little when not,
+    for polling loops)."""
+    progress = table_contents(settings, "progress")
+    done = all(progress.get((s.partition, s.topic), -1) >= s.offset for s in sent)
+    if not done:
+        time.sleep(0.5)
+    return done
+
+
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 
 

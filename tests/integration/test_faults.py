@@ -28,14 +28,13 @@ from streams.app import default_pipeline
 from streams.kafka_local import LocalKafka
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from streams.unit import PROGRESS_TABLE, system_tables
+from streams.unit import system_tables
 from tests.integration.expected import assert_exactly_once
 from tests.integration.harness import (
-    Sent,
+    all_applied,
     produce,
     read_topic,
     start_worker,
-    table_contents,
     total,
     wait_until,
     workload,
@@ -47,14 +46,6 @@ STEPS = default_pipeline()
 TABLES = tuple(s.name for s in STEPS) + system_tables(STEPS)
 SHUTDOWN_TIMEOUT_S = 10.0  # the documented default
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
-
-
-def _all_applied(settings: Settings, sent: list[Sent]) -> bool:
-    progress = table_contents(settings, PROGRESS_TABLE)
-    done = all(progress.get((s.partition, s.topic), -1) >= s.offset for s in sent)
-    if not done:
-        time.sleep(0.5)
-    return done
 
 
 def _state(kind: str, sid: str, at: datetime, **fields: Any) -> tuple[str, bytes, bytes]:
@@ -113,7 +104,7 @@ def test_any_record_is_a_dead_letter_or_processed_and_none_stops_the_worker(
     sent = produce(isolated, records, config={"message.max.bytes": 20_000_000})
     worker = start_worker(isolated, worker_id="poisoned")
     try:
-        wait_until(lambda: _all_applied(isolated, sent), 120, "every record applied", worker)
+        wait_until(lambda: all_applied(isolated, sent), 120, "every record applied", worker)
         assert worker.proc.poll() is None, "the worker is alive"
         assert worker.progress()["status"] == "ok"
         assert worker.log_lines("CRITICAL") == []
@@ -164,7 +155,7 @@ def test_sigterm_under_load_exits_in_time_and_the_other_worker_takes_over(
         assert took <= SHUTDOWN_TIMEOUT_S + 2, f"SIGTERM to exit took {took:.1f}s"
         assert not any("wait_empty" in ln for ln in leaving.log_lines("WARNING"))
         feeder.join()
-        wait_until(lambda: _all_applied(isolated, sent), 180, "the other worker took over",
+        wait_until(lambda: all_applied(isolated, sent), 180, "the other worker took over",
                    staying)
     finally:
         feeder.join()
@@ -184,7 +175,7 @@ def test_a_packer_that_dies_is_started_again(isolated: Settings) -> None:
         first = worker.packer_pid()
         os.kill(first, signal.SIGKILL)
         sent.extend(produce(isolated, records[10_000:]))
-        wait_until(lambda: _all_applied(isolated, sent), 120, "all applied after the restart",
+        wait_until(lambda: all_applied(isolated, sent), 120, "all applied after the restart",
                    worker)
         assert worker.packer_pid() != first
         assert worker.proc.poll() is None
@@ -247,7 +238,7 @@ def test_worker_resumes_by_itself_after_the_broker_was_down(
             time.sleep(1.0)
         private_kafka.start(quiet=True)
         sent.extend(produce(settings, records[100_000:]))  # and load after it returned
-        wait_until(lambda: _all_applied(settings, sent), 180,
+        wait_until(lambda: all_applied(settings, sent), 180,
                    "everything applied after the broker returned", worker)
         assert worker.proc.poll() is None, "the same process resumed"
         wait_until(lambda: worker.progress()["status"] == "ok", 30, "healthy again", worker)

@@ -14,9 +14,9 @@ from streams.topics import ensure_topics
 from streams.unit import system_tables
 from tests.integration.expected import assert_exactly_once
 from tests.integration.harness import (
+    all_applied,
     produce,
     start_worker,
-    table_contents,
     total,
     wait_until,
     workload,
@@ -45,11 +45,7 @@ def test_second_worker_takes_half_the_partitions_mid_stream(isolated: Settings) 
     second = start_worker(isolated, worker_id="w-b", env=env)
     feeder.join()
     try:
-        def done() -> bool:
-            progress = table_contents(isolated, "progress")
-            return all(progress.get((s.partition, s.topic), -1) >= s.offset for s in sent)
-
-        wait_until(done, 180, "every record applied", second)
+        wait_until(lambda: all_applied(isolated, sent), 180, "every record applied", second)
         a = total(first.metrics(), "foresight_committed_records_total")
         b = total(second.metrics(), "foresight_committed_records_total")
         assert a > 0 and b > 0, "both workers should have done part of the work"

@@ -17,6 +17,7 @@ from streams.topics import ensure_topics
 from streams.unit import system_tables
 from tests.integration.expected import assert_exactly_once, fault_free
 from tests.integration.harness import (
+    all_applied,
     produce,
     read_topic,
     start_worker,
@@ -108,7 +109,7 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(isolated: Settings) -> No
     worker.kill()
     restarted = start_worker(isolated, worker_id="crashy", env=env)
     try:
-        wait_until(lambda: _all_applied(isolated, restarted, sent), 120, "all applied", restarted)
+        wait_until(lambda: all_applied(isolated, sent), 120, "all applied", restarted)
         m = restarted.metrics()
         # the crash left work behind: envelopes applied but not committed, which the
         # restarted worker applied again, and committed ones whose offsets Faust or the
@@ -122,15 +123,3 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(isolated: Settings) -> No
     seen = assert_exactly_once(isolated, sent, STEPS)
     assert sum(seen["dead-letters"].values()) == len(invalid)
     assert sum(seen["alerts"].values()) > 0, "the workload should raise alerts to check"
-
-
-def _all_applied(settings: Settings, worker, sent) -> bool:
-    # progress is committed with the state: when every partition's progress reaches the
-    # last offset, every effect is durable
-    del worker
-    progress = table_contents(settings, "progress", )
-    for s in sent:
-        if progress.get((s.partition, s.topic), -1) < s.offset:
-            time.sleep(0.5)
-            return False
-    return True
