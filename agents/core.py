@@ -40,6 +40,11 @@ class EventContext:
     latency metrics); every decision uses the event's own ``event_time``, which the
     runtime converts once into ``event_ms`` (epoch ms; for a timer, the instant it was set
     for) so steps need not each convert it again.
+
+    ``clock_ms`` is the partition's event-time clock once this event was seen (the highest
+    event time, 0 when the step's topics move no clock) and ``lateness_ms`` how far behind
+    it the runtime's watermark runs: a timer fires once ``clock_ms - lateness_ms`` reaches
+    it. Steps that decide at the watermark (the audit) read both.
     """
 
     topic: str
@@ -48,6 +53,8 @@ class EventContext:
     timestamp_ms: int
     now: datetime
     event_ms: int = 0
+    clock_ms: int = 0
+    lateness_ms: int = 0
 
 
 @dataclass(slots=True)

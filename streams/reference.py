@@ -140,16 +140,17 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
                 metrics.committed_records.inc()
                 done["processed"] += 1
                 continue
-            ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now, event_ms)
             if topic in clock_topics:
                 tops = seen.setdefault(p, {})
                 tops[topic] = max(tops.get(topic, 0), event_ms)
                 clocks[p] = max(clocks.get(p, 0), min(tops.values()))
-            for step in by_topic.get(topic, ()):  # deadlines that passed before this event
+            ctx = EventContext(topic, p, msg.offset, int(msg.timestamp * 1000), now, event_ms,
+                               clocks.get(p, 0), lateness)
+            for step in by_topic.get(topic, ()):  # deadlines the watermark passed first
                 key = step.key_of(decoded)
                 if step in timed and key is not None:
                     due = pending.get(p, {}).get((step.name, key))
-                    if due is not None and due <= event_ms:
+                    if due is not None and due <= clocks.get(p, 0) - lateness:
                         schedule(p, step.name, key, None)
                         await fire(step, key, due, ctx)
             for step in by_topic.get(topic, ()):
@@ -180,7 +181,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
             for due, name, key in due_now:
                 if timers.get((name, key)) == due:
                     schedule(p, name, key, None)
-                    ctx = EventContext("", p, -1, due, datetime.now(UTC), due)
+                    ctx = EventContext("", p, -1, due, datetime.now(UTC), due,
+                                       clocks.get(p, 0), lateness)
                     await fire(by_name[name], key, due, ctx)
 
     return app

@@ -303,7 +303,7 @@ class BatchUnit:
             events[ek] = events.get(ek, 0) + 1
             if not procs:
                 continue
-            ctx = EventContext(topic, p, offset, ts, now, event_ms)
+            ctx = EventContext(topic, p, offset, ts, now, event_ms, 0, self.lateness_ms)
             try:
                 self._apply_steps(p, event, ctx, procs, timers, wall_ms, stats, clocked)
                 if clocked and timers.ready():  # type: ignore[union-attr]
@@ -336,15 +336,18 @@ class BatchUnit:
         if timers is not None:
             if clocked:
                 timers.observe(ctx.topic, event_ms, wall_ms)
-            # Deadlines of this event's keys that passed before it are judged first, on the
-            # state every step (and every table they read) had before the event.
+            ctx.clock_ms = clock = timers.clock
+            # Deadlines of this event's keys that the watermark (clock - lateness) passed
+            # are judged first, on the state every step (and every table they read) had
+            # before the event: the event that moved the clock is later than them.
             due_at = timers.due_at
             if due_at:
+                mark = clock - timers.lateness
                 for proc, table, reads, timed in procs:
                     if timed:
                         k = proc.key_of(event)
                         due = due_at.get((proc.name, k)) if k is not None else None
-                        if due is not None and due <= event_ms:
+                        if due is not None and due <= mark:
                             timers.set(proc.name, k, None)
                             self._fire(p, proc, table, reads, k, due, ctx, timers)
                             stats.timers += 1
@@ -403,7 +406,7 @@ class BatchUnit:
             proc = self.by_name[step]
             table = self.tables[step]
             reads = tuple((r, self.tables[r]) for r in proc.reads)
-            ctx = EventContext("", p, -1, due, now, due)
+            ctx = EventContext("", p, -1, due, now, due, timers.clock, timers.lateness)
             try:
                 self._fire(p, proc, table, reads, key, due, ctx, timers)
             except Exception:  # drop the timer rather than retry a failing one forever

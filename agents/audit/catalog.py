@@ -57,6 +57,8 @@ class RuleSpec(BaseModel):
     expr: str = Field(min_length=1)
     since: str | None = None
     for_: str | int = Field(alias="for")
+    lateness: str | int | None = None
+    settle: str | int | None = None
     severity: Severity
     escalate: list[EscalationSpec] = Field(default_factory=list)
     notify: list[Literal["technician", "agent"]] = Field(min_length=1)
@@ -64,6 +66,8 @@ class RuleSpec(BaseModel):
     annotations: dict[str, str]
 
     _check_for = field_validator("for_")(lambda cls, v: (_duration(v), v)[1])
+    _check_late = field_validator("lateness", "settle")(
+        lambda cls, v: v if v is None else (_duration(v), v)[1])
 
 
 class GroupSpec(BaseModel):
@@ -102,6 +106,9 @@ class Rule:
     annotations: dict[str, Template]
     capture: tuple[str, ...]
     line: int | None
+    #: the rule's own allowed lateness and hint settle time (None: the worker's lateness)
+    lateness_ms: int | None = None
+    settle_ms: int | None = None
 
     @property
     def deps(self) -> frozenset[Dep]:
@@ -291,4 +298,6 @@ def _compile_rule(group: str, rs: RuleSpec, fail: Any, line: int | None) -> Rule
         since=since, for_ms=parse_duration(rs.for_), severity=rs.severity,
         escalate=tuple(escalate), technician="technician" in rs.notify,
         agent="agent" in rs.notify, labels=dict(rs.labels), systems=systems,
-        annotations=annotations, capture=tuple(sorted(capture | {"msisdn"})), line=line)
+        annotations=annotations, capture=tuple(sorted(capture | {"msisdn"})), line=line,
+        lateness_ms=None if rs.lateness is None else parse_duration(rs.lateness),
+        settle_ms=None if rs.settle is None else parse_duration(rs.settle))

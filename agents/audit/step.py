@@ -1,28 +1,39 @@
 """The cross-system audit step (seed 001 "稽核预处理"): rules over the unified view.
 
 On every ``subscriber-state`` event the step evaluates the rules that event can affect
-(each rule knows which event kinds and systems can change its outcome) plus the rules
-with an open episode for the subscriber, and moves episodes through their lifecycle:
+(each rule knows which event kinds and systems can change its outcome) and records what
+it saw; **every decision a person hears of is taken at the event-time watermark**, the
+partition's clock (highest event time) minus the allowed lateness:
 
-* condition becomes true -> **pending** from ``since`` with ``due = since + for``; a
-  pending episode whose condition clears is dropped silently (a benign lag between
-  systems);
-* ``due`` reached (a timer, or a later event of the subscriber) -> **firing**: one alert
-  for technicians and/or one service reminder for agents, sequence 1;
-* the condition held long enough to escalate -> an update, sequence + 1;
-* condition clears -> **resolved**, sequence + 1, and the episode leaves the state.
+* condition becomes true -> **pending** from ``since``, ``due = since + for``; a pending
+  episode whose condition clears before the watermark passes ``due`` is dropped silently
+  (a benign lag between systems, a charge refunded at the same instant);
+* the watermark passes ``due`` and the condition still holds -> **firing**: one alert for
+  technicians, sequence 1;
+* the watermark passes ``since + max(for, settle)`` -> the agent hint (what is read to a
+  customer) goes out, so a hint is never withdrawn within its settle time;
+* the watermark passes ``since + after`` of an escalation -> an update, sequence + 1;
+* condition clears at event time ``t`` -> the episode waits for the watermark to pass
+  ``t`` (a report within the lateness may restore the condition: then nothing happened),
+  then **resolved**, sequence + 1, and the episode leaves the state.
 
-Time is event time: "now" is the event's ``event_time`` in :meth:`Audit.apply` and the
-partition clock in :meth:`Audit.on_timer`; an episode fires at its ``due`` instant however
-late the event that revealed it, so out-of-order and redelivered events give the same
-records. The wall clock (``ctx.now``) only stamps ``detected_at``. A subscriber with no
-open episode has no state (``None``) and an event that changes nothing writes nothing.
+Every report that arrives within the allowed lateness is therefore judged in event-time
+order whatever its delivery order, and reports at the same instant are order-independent.
+The cost is latency: a decision comes about one lateness after its instant. Lateness is
+the worker's ``FORESIGHT_TIMER_LATENESS_MS`` unless a rule sets its own ``lateness``; the
+settle time defaults to the rule's lateness. The runtime passes its clock and lateness in
+the :class:`~agents.core.EventContext`; the step asks for a timer at each next decision
+instant. The wall clock (``ctx.now``) only stamps ``detected_at``.
+
+A subscriber with no open episode has no state (``None``) and an event that changes nothing
+writes nothing. An ``each`` episode whose item left the unified view (a charge pushed out
+of its last-charges window) cannot be judged any more: it is closed as ``expired`` so state
+stays bounded (docs/audit.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from agents.audit.catalog import Catalog, Rule, load_catalog
@@ -32,7 +43,8 @@ from agents.audit.items import ITEM_KINDS
 from agents.audit.templates import capture
 from agents.core import EventContext, Output, Result, State
 from agents.unified_view import UnifiedView, ms
-from schemas.registry import SUBSCRIBER_STATE
+from schemas.outputs import Alert
+from schemas.registry import AGENT_HINTS, SUBSCRIBER_STATE
 
 VIEW = UnifiedView.name
 #: rule, item attribute (or None), its test, its ``each`` (or None), the episode key of a
@@ -67,6 +79,8 @@ def build_plan(rules: tuple[Rule, ...]) -> dict[tuple[str, str], Plan]:
 
 #: The answer to most events: no episode, nothing written (shared; the runtime only reads it).
 _NOTHING = Result(None, changed=False)
+EXPIRED_NOTE = ("no longer judged: {item} left the unified view (it keeps the last charges "
+                "only); check it by hand")
 
 
 class Audit:
@@ -91,26 +105,27 @@ class Audit:
             return _NOTHING
         view = reads.get(VIEW)
         episodes: dict[str, Any] | None = state["episodes"] if state else None
+        run = _Run(self, event.subscriber_id, episodes or {}, ctx)
         if view is None:
-            return Result(state, changed=False, wake_at_ms=self._wake(episodes))
+            return Result(state, changed=False, wake_at_ms=run.wake())
         env = Env(view)
         verdicts = _evaluate(plan, event, env, episodes)
-        if episodes is None:
-            if not verdicts:
-                return _NOTHING
-            episodes = {}
+        if episodes is None and not verdicts:
+            return _NOTHING
         now = ctx.event_ms or ms(event.event_time)
-        run = _Run(self, event.subscriber_id, episodes, ctx.now)
         if episodes:
-            run.fire_due(now)
             # An open episode whose rule this event's plan does not name cannot have changed
             # (the plan holds every rule the event's kind and system can affect, and for
             # 'each' rules the one item the event names): only rules gone from the catalog
-            # need attention.
+            # and items gone from the view need attention.
             catalog = self.catalog
             for key in list(episodes):
-                if catalog.get(split_key(key)[0]) is None:
+                rule = catalog.get(split_key(key)[0])
+                if rule is None:
                     run.retire(key)
+                elif rule.each is not None and event.kind in ITEM_KINDS[rule.each].kinds \
+                        and ITEM_KINDS[rule.each].find(view, split_key(key)[1]) is None:
+                    run.expire(key, rule, now)
         for rule, item, raw, cond in verdicts:
             run.judge(rule, item, raw, cond, now, env)
         return run.result(state)
@@ -119,24 +134,9 @@ class Audit:
                  reads: Mapping[str, State | None]) -> Result:
         if not state:
             return _NOTHING
-        run = _Run(self, key, state["episodes"], ctx.now)
-        run.fire_due(now_ms)
+        run = _Run(self, key, state["episodes"], ctx)
+        run.decide(max(ctx.clock_ms, now_ms + ctx.lateness_ms))
         return run.result(state)
-
-    def _wake(self, episodes: Mapping[str, Any] | None) -> int | None:
-        """The earliest pending ``due`` or escalation instant (None: nothing to wait for)."""
-        wake = None
-        for key, ep in (episodes or {}).items():
-            if "fired_at" not in ep:
-                t = ep["due"]
-            else:
-                rule = self.catalog.get(split_key(key)[0])
-                if rule is None or ep["step"] >= len(rule.escalate):
-                    continue
-                t = ep["since"] + rule.escalate[ep["step"]][0]
-            if wake is None or t < wake:
-                wake = t
-        return wake
 
 
 def _evaluate(plan: Plan, event: Any, env: Env, episodes: Mapping[str, Any] | None
@@ -171,17 +171,19 @@ def _evaluate(plan: Plan, event: Any, env: Env, episodes: Mapping[str, Any] | No
 class _Run:
     """The lifecycle changes of one subscriber for one event or timer."""
 
-    def __init__(self, step: Audit, sid: str, episodes: dict[str, Any], now: datetime) -> None:
+    def __init__(self, step: Audit, sid: str, episodes: dict[str, Any],
+                 ctx: EventContext) -> None:
         self.step = step
         self.catalog = step.catalog
         self.sid = sid
         self.episodes = episodes
-        self.now = now
+        self.now = ctx.now
+        self.lateness = ctx.lateness_ms
         self.outputs: list[Output] = []
         self.changed = False
 
     def result(self, state: State | None) -> Result:
-        wake = self.step._wake(self.episodes)
+        wake = self.wake()
         if not self.changed:
             return Result(state, changed=False, wake_at_ms=wake)
         if not self.episodes:
@@ -190,42 +192,96 @@ class _Run:
             state = {"episodes": self.episodes}
         return Result(state, self.outputs, wake)
 
-    def fire_due(self, t: int) -> None:
-        """Fire pending episodes due by ``t`` and apply escalations reached by ``t``."""
-        todo: list[tuple[int, str]] = []
+    # --- time ----------------------------------------------------------------------------
+    def late(self, rule: Rule) -> int:
+        """The rule's allowed lateness (the worker's unless the rule sets its own)."""
+        return self.lateness if rule.lateness_ms is None else rule.lateness_ms
+
+    def settle(self, rule: Rule) -> int:
+        return self.late(rule) if rule.settle_ms is None else rule.settle_ms
+
+    def instants(self, rule: Rule, ep: Mapping[str, Any]) -> list[tuple[int, str]]:
+        """The decisions still to take for ``ep``, as (event-time instant, what)."""
+        if "fired_at" not in ep:
+            return [(ep["due"], "fire")]
+        out = []
+        if ep["step"] < len(rule.escalate):
+            out.append((ep["since"] + rule.escalate[ep["step"]][0], "escalate"))
+        # (hinted absent: fired before hints waited for their settle time; it went out with
+        # the alert) A clearing already reported holds the hint back: if the clear stands,
+        # the customer is never told of a fault that is already gone.
+        if "agent" in ep["notify"] and not ep.get("hinted", True) and "clear_at" not in ep:
+            out.append((ep["since"] + max(rule.for_ms, self.settle(rule)), "hint"))
+        if "clear_at" in ep:
+            out.append((ep["clear_at"], "resolve"))
+        return out
+
+    def wake(self) -> int | None:
+        """The next timer, on the runtime's scale: the runtime adds its own lateness."""
+        wake = None
         for key, ep in self.episodes.items():
-            if "fired_at" not in ep:
-                if ep["due"] <= t:
-                    todo.append((ep["due"], key))
-            else:
+            rule = self.catalog.get(split_key(key)[0])
+            if rule is None:
+                continue
+            shift = self.late(rule) - self.lateness
+            for t, _ in self.instants(rule, ep):
+                if wake is None or t + shift < wake:
+                    wake = t + shift
+        return wake
+
+    def decide(self, clock: int) -> None:
+        """Take every decision whose instant the watermark of its rule passed, in order.
+
+        One at a time, earliest first, because a decision creates the next (firing makes
+        the hint and the escalations due) and may make another moot (a resolve).
+        """
+        order = {"fire": 0, "hint": 1, "escalate": 2, "resolve": 3}
+        while True:
+            best: tuple[int, int, str, str] | None = None
+            for key, ep in self.episodes.items():
                 rule = self.catalog.get(split_key(key)[0])
-                if rule is not None and ep["step"] < len(rule.escalate) \
-                        and ep["since"] + rule.escalate[ep["step"]][0] <= t:
-                    todo.append((ep["since"] + rule.escalate[ep["step"]][0], key))
-        for _, key in sorted(todo):
+                if rule is None:
+                    best = (-1, 0, "retire", key)
+                    break
+                mark = clock - self.late(rule)
+                for t, what in self.instants(rule, ep):
+                    cand = (t, order[what], what, key)
+                    if t <= mark and (best is None or cand < best):
+                        best = cand
+            if best is None:
+                return
+            _, _, what, key = best
             ep = self.episodes[key]
             rule = self.catalog.get(split_key(key)[0])
-            if "fired_at" not in ep:
+            if rule is None:
+                self.retire(key)
+            elif what == "fire":
                 self._fire(key, rule, ep)
-            if key in self.episodes:
-                self._escalate(key, rule, ep, t)
+            elif what == "hint":
+                self._hint(key, rule, ep)
+            elif what == "escalate":
+                self._escalate(key, rule, ep, clock - self.late(rule))
+            else:
+                self._resolve(key, rule, ep)
 
+    # --- what events change --------------------------------------------------------------
     def judge(self, rule: Rule, item: str, raw: Any, cond: bool, now: int, env: Env) -> None:
         key = episode_key(rule.id, item)
         ep = self.episodes.get(key)
         if cond:
             if ep is None:
                 self._open(key, rule, item, raw, now, env)
+            elif "clear_at" in ep:  # a report within the lateness restored the condition
+                del ep["clear_at"]
+                self.changed = True
             return
         if ep is None:
             return
-        del self.episodes[key]
         self.changed = True
-        if "fired_at" in ep:
-            ended = max(now, ep["since"])
-            ep["sequence"] += 1
-            self.outputs += self.step.emitter.emit(rule, rule.id, self.sid, item, ep, ended,
-                                                   self.now, ended=ended)
+        if "fired_at" not in ep:
+            del self.episodes[key]  # cleared before anyone was told: nothing happened
+        elif ep.get("clear_at") is None or now < ep["clear_at"]:
+            ep["clear_at"] = max(now, ep["since"])
 
     def retire(self, key: str) -> None:
         """An episode of a rule no longer in the catalog: resolve it if it fired, drop it."""
@@ -236,7 +292,24 @@ class _Run:
             ep["sequence"] += 1
             t = max(ep["fired_at"], ep["since"])
             self.outputs += self.step.emitter.emit(None, rule_id, self.sid, item, ep, t,
-                                                   self.now, ended=t)
+                                                   self.now, ended=t, hint=ep.get("hinted", True))
+
+    def expire(self, key: str, rule: Rule, now: int) -> None:
+        """An ``each`` episode whose item left the view: closed, marked as not judged."""
+        ep = self.episodes.pop(key)
+        self.changed = True
+        if "fired_at" not in ep:
+            return
+        ep["sequence"] += 1
+        item = split_key(key)[1]
+        ended = max(now, ep["since"])
+        note = EXPIRED_NOTE.format(item=item)
+        for out in self.step.emitter.emit(rule, rule.id, self.sid, item, ep, ended, self.now,
+                                          ended=ended, hint=ep.get("hinted", True)):
+            if isinstance(out.value, Alert):
+                out = Output(out.topic, out.key, out.value.model_copy(
+                    update={"annotations": {**out.value.annotations, "expired": note}}))
+            self.outputs.append(out)
 
     def _open(self, key: str, rule: Rule, item: str, raw: Any, now: int, env: Env) -> None:
         env.item, env.item_id = raw, item
@@ -252,34 +325,49 @@ class _Run:
         elif not isinstance(since, int) or isinstance(since, bool):
             return  # an explicit 'since' that is null (e.g. no due date): not an episode yet
         cat = self.catalog
-        ep = {"since": since, "due": since + rule.for_ms,
-              "vars": capture(env.view, rule.each, item, rule.capture, cat.names, cat.offset_min),
-              "evidence": {k: text for k, (text, _) in sorted(notes.items())}}
-        self.episodes[key] = ep
+        self.episodes[key] = {
+            "since": since, "due": since + rule.for_ms,
+            "vars": capture(env.view, rule.each, item, rule.capture, cat.names, cat.offset_min),
+            "evidence": {k: text for k, (text, _) in sorted(notes.items())}}
         self.changed = True
-        if ep["due"] <= now:
-            self._fire(key, rule, ep)
-            self._escalate(key, rule, ep, now)
 
-    def _fire(self, key: str, rule: Rule | None, ep: dict[str, Any]) -> None:
-        """Pending -> firing at its ``due`` instant (whenever we learn of it)."""
-        if rule is None:
-            self.retire(key)
-            return
+    # --- decisions at the watermark ------------------------------------------------------
+    def _fire(self, key: str, rule: Rule, ep: dict[str, Any]) -> None:
+        """Pending -> firing at its ``due`` instant (whenever the watermark passes it)."""
         at = ep.pop("due")
         held = at - ep["since"]
         step = sum(1 for after, _ in rule.escalate if held >= after)
         ep.update(fired_at=at, severity=rule.escalate[step - 1][1] if step else rule.severity,
-                  step=step, sequence=1,
+                  step=step, sequence=1, hinted=False,
                   notify=[n for n, on in (("technician", rule.technician),
                                           ("agent", rule.agent)) if on])
         self.changed = True
-        self.outputs += self.step.emitter.emit(rule, rule.id, self.sid, split_key(key)[1], ep,
-                                               at, self.now)
+        self.outputs += self._alert(rule, key, ep, at)
 
-    def _escalate(self, key: str, rule: Rule | None, ep: dict[str, Any], t: int) -> None:
-        if rule is None or ep["step"] >= len(rule.escalate):
-            return
+    def _hint(self, key: str, rule: Rule, ep: dict[str, Any]) -> None:
+        """The episode held for its settle time: now the agent may tell the customer."""
+        ep["hinted"] = True
+        self.changed = True
+        at = ep["since"] + max(rule.for_ms, self.settle(rule))
+        self.outputs += [o for o in self.step.emitter.emit(
+            rule, rule.id, self.sid, split_key(key)[1], ep, at, self.now)
+            if o.topic == AGENT_HINTS]
+
+    def _alert(self, rule: Rule, key: str, ep: dict[str, Any], at: int,
+               ended: int | None = None) -> list[Output]:
+        return [o for o in self.step.emitter.emit(rule, rule.id, self.sid, split_key(key)[1],
+                                                  ep, at, self.now, ended=ended,
+                                                  hint=ep.get("hinted", True))
+                if o.topic != AGENT_HINTS or ep.get("hinted", True)]
+
+    def _resolve(self, key: str, rule: Rule, ep: dict[str, Any]) -> None:
+        del self.episodes[key]
+        self.changed = True
+        ended = ep.pop("clear_at")
+        ep["sequence"] += 1
+        self.outputs += self._alert(rule, key, ep, ended, ended)
+
+    def _escalate(self, key: str, rule: Rule, ep: dict[str, Any], t: int) -> None:
         step = ep["step"]
         while step < len(rule.escalate) and ep["since"] + rule.escalate[step][0] <= t:
             step += 1
@@ -292,5 +380,6 @@ class _Run:
             return
         ep["severity"] = severity
         ep["sequence"] += 1
-        self.outputs += self.step.emitter.emit(rule, rule.id, self.sid, split_key(key)[1], ep,
-                                               ep["since"] + after, self.now, hint=False)
+        self.outputs += [o for o in self.step.emitter.emit(
+            rule, rule.id, self.sid, split_key(key)[1], ep, ep["since"] + after, self.now,
+            hint=False) if o.topic != AGENT_HINTS]

@@ -11,7 +11,10 @@ before its next event, and fires every timer the event-time clock has passed, ex
 ...             "event_time": f"2026-11-26T01:{t:02d}:00Z", **kw}
 >>> h.send(ev("activated", "bss", 0)); h.send(ev("activated", "hss", 0))
 >>> h.send(ev("suspended", "hss", 1, reason="fraud"))
->>> h.advance_to("2026-11-26T01:06:00Z")
+>>> h.advance_to("2026-11-26T01:06:01Z")  # decisions wait for the watermark: clock - 2 s
+>>> h.alerts()
+[]
+>>> h.advance_to("2026-11-26T01:06:02Z")
 >>> [(a.rule_id, a.status, a.starts_at.isoformat()) for a in h.alerts()]
 [('bss-active-hss-barred', 'firing', '2026-11-26T01:01:00+00:00')]
 """
@@ -31,12 +34,17 @@ from schemas.outputs import AgentHint, Alert
 from schemas.registry import SUBSCRIBER_STATE, decode
 
 DETECTED = datetime(2030, 1, 1, tzinfo=UTC)
+#: the worker's default allowed lateness (``FORESIGHT_TIMER_LATENESS_MS``): tests judge
+#: rules the way production runs them
+DEFAULT_LATENESS_MS = 2_000
 
 
 class AuditHarness:
     """Feeds ``subscriber-state`` events (dicts or decoded models) through view and audit."""
 
-    def __init__(self, catalog: Catalog | None = None, audit: Audit | None = None) -> None:
+    def __init__(self, catalog: Catalog | None = None, audit: Audit | None = None, *,
+                 lateness_ms: int = DEFAULT_LATENESS_MS) -> None:
+        self.lateness = lateness_ms
         self.view_step = UnifiedView()
         self.audit = audit if audit is not None else Audit(catalog)
         self.views: dict[str, State] = {}
@@ -45,7 +53,7 @@ class AuditHarness:
         self.outputs: list[Output] = []
         self.writes = 0
         self.clock = 0
-        self.ctx = EventContext(SUBSCRIBER_STATE, 0, 0, 0, DETECTED)
+        self.ctx = EventContext(SUBSCRIBER_STATE, 0, 0, 0, DETECTED, 0, 0, lateness_ms)
 
     def send(self, event: Any) -> None:
         """Apply one event (a dict is validated against the topic's schema first)."""
@@ -54,11 +62,12 @@ class AuditHarness:
         sid = event.subscriber_id
         t = ms(event.event_time)
         self.clock = max(self.clock, t)
-        self.views[sid] = self.view_step.apply(self.views.get(sid), event, self.ctx, {}).state  # type: ignore[assignment]
+        ctx = EventContext(SUBSCRIBER_STATE, 0, 0, 0, DETECTED, t, self.clock, self.lateness)
+        self.views[sid] = self.view_step.apply(self.views.get(sid), event, ctx, {}).state  # type: ignore[assignment]
         due = self.wakes.get(sid)
-        if due is not None and due <= t:
+        if due is not None and due <= self.clock - self.lateness:
             self._timer(sid, due)
-        self._take(sid, self.audit.apply(self.states.get(sid), event, self.ctx, self._reads(sid)))
+        self._take(sid, self.audit.apply(self.states.get(sid), event, ctx, self._reads(sid)))
         self._fire_due()
 
     def advance_to(self, when: str | int) -> None:
@@ -81,13 +90,14 @@ class AuditHarness:
     def _fire_due(self) -> None:
         while self.wakes:
             sid, due = min(self.wakes.items(), key=lambda kv: (kv[1], kv[0]))
-            if due > self.clock:
+            if due > self.clock - self.lateness:
                 return
             self._timer(sid, due)
 
     def _timer(self, sid: str, due: int) -> None:
         del self.wakes[sid]
-        self._take(sid, self.audit.on_timer(self.states.get(sid), sid, due, self.ctx,
+        ctx = EventContext("", 0, -1, due, DETECTED, due, self.clock, self.lateness)
+        self._take(sid, self.audit.on_timer(self.states.get(sid), sid, due, ctx,
                                             self._reads(sid)), fired=due)
 
     def _take(self, sid: str, res: Result, fired: int | None = None) -> None:

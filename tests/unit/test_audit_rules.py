@@ -126,12 +126,18 @@ def test_rule_fires_after_its_grace_and_resolves(rule: str) -> None:
     h, start = run_scenario(rule)
     _, _, _, item, clear, cleared = SCENARIOS[rule]
     grace = GRACE[rule]
+    late = h.lateness
     start_ms = T0_MS + int(start * 1000)
-    if grace:
-        h.advance_to(start_ms + grace * 1000 - 1)
-        assert h.alerts(rule) == [] and h.hints(rule) == []
-    h.advance_to(start_ms + grace * 1000)
+    # decided once the watermark (clock - lateness) passes the end of the grace period
+    h.advance_to(start_ms + grace * 1000 + late - 1)
+    assert h.alerts(rule) == [] and h.hints(rule) == []
+    h.advance_to(start_ms + grace * 1000 + late)
     rec = h.audit.catalog.get(rule)
+    if rec.technician:
+        assert len(h.alerts(rule)) == 1, h.alerts(rule)
+    # the hint waits until the episode held for its settle time (the lateness by default)
+    assert h.hints(rule) == [] if grace * 1000 < late else len(h.hints(rule)) == rec.agent
+    h.advance_to(start_ms + max(grace * 1000, late) + late)
     fired = h.alerts(rule) if rec.technician else h.hints(rule)
     assert len(fired) == 1, fired
     first = fired[0]
@@ -146,6 +152,7 @@ def test_rule_fires_after_its_grace_and_resolves(rule: str) -> None:
         assert hint.hint_id == (first.fingerprint if rec.technician else hint.hint_id)
     for e in clear:
         h.send(e)
+    h.advance_to(T0_MS + cleared * 1000 + late)
     if rec.technician:
         last = h.alerts(rule)[-1]
         assert last.status == "resolved" and last.fingerprint == first.fingerprint
@@ -178,6 +185,8 @@ def test_escalation_sends_one_update_and_resolution_increments_the_sequence() ->
     assert ms(h.alerts()[1].starts_at) == T0_MS + 100_000
     assert len(h.hints()) == 1  # escalation is for technicians; the agent's hint stays
     h.send(ev("product_provisioned", 4 * 3600, "vas", product_id="vas-news"))
+    assert [(a.sequence, a.status) for a in h.alerts()][-1] == (2, "firing")  # not yet:
+    h.advance_to(T0_MS + 4 * 3_600_000 + h.lateness)  # decided at the watermark
     assert [(a.sequence, a.status) for a in h.alerts()][-1] == (3, "resolved")
     assert len({a.fingerprint for a in h.alerts()}) == 1
 

@@ -123,6 +123,7 @@ def test_fingerprints_are_stable_and_new_per_episode() -> None:
     for e in [*healthy(), ev("suspended", 100, "hss", reason="fraud"), ev("resumed", 1000, "hss"),
               ev("suspended", 2000, "hss", reason="fraud"), ev("resumed", 3000, "hss")]:
         h.send(e)
+    h.advance_to(T0_MS + 3_000_000 + h.lateness)
     fps = [a.fingerprint for a in h.alerts()]
     assert len(fps) == 4 and fps[0] == fps[1] != fps[2] == fps[3]
     assert fps[0] == fingerprint("bss-active-hss-barred", "S00000001", "", T0_MS + 100_000)
