@@ -118,7 +118,8 @@ class Metrics:
             "Envelopes on the packed topic this worker has not fetched yet.", registry=r)
         self.audit_alerts = Counter(
             "foresight_audit_alerts_total",
-            "Audit episodes by rule and transition: fired (a hit), escalated, resolved.",
+            "Audit episodes by rule and transition: fired (a hit), escalated, resolved, expired "
+            "(its item left the unified view before it was fixed: check by hand).",
             ["rule", "transition"], registry=r)
         self.audit_open = Gauge(
             "foresight_audit_open_episodes",
@@ -130,7 +131,7 @@ class Metrics:
             "grace period plus the detection delay, by rule.", ["rule"],
             buckets=(1, 10, 60, 300, 600, 1800, 3600, 7200, 14400, 86400), registry=r)
         for rule in rules:
-            for transition in ("fired", "escalated", "resolved"):
+            for transition in ("fired", "escalated", "resolved", "expired"):
                 self.audit_alerts.labels(rule, transition)
             self.audit_open.labels(rule)
             self.audit_time_to_detect.labels(rule)

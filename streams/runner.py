@@ -154,7 +154,8 @@ class UnitRunner:
         m = self.metrics
         rule = alert.rule_id
         if alert.status == "resolved":
-            m.audit_alerts.labels(rule, "resolved").inc()
+            m.audit_alerts.labels(rule, "expired" if "expired" in alert.annotations
+                                  else "resolved").inc()
             m.audit_open.labels(rule).dec()
         elif alert.sequence == 1:
             m.audit_alerts.labels(rule, "fired").inc()
