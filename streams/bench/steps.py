@@ -34,12 +34,12 @@ def envelopes(records: Sequence[Record], partitions: int, size: int = 2000) -> l
     for i in range(0, len(records), size):
         parts: dict[tuple[str, int], list[Record]] = {}
         for r in records[i:i + size]:
-            parts.setdefault((r[0], zlib.crc32(r[1].encode()) % partitions), []).append(r)
+            parts.setdefault((r[0], zlib.crc32((r[1] or "").encode()) % partitions), []).append(r)
         for (topic, p), rs in sorted(parts.items()):
             o = offsets.get((topic, p), 0)
             offsets[(topic, p)] = o + len(rs)
             out.append(pack(topic, p, list(range(o, o + len(rs))), [r[3] for r in rs],
-                            [r[1].encode() for r in rs], [r[2] for r in rs]))
+                            [None if r[1] is None else r[1].encode() for r in rs], [r[2] for r in rs]))
     return out
 
 
