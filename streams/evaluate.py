@@ -41,6 +41,8 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--speed", type=float, default=120.0,
                    help="simulated seconds per wall second (120: 5 simulated hours)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--invalid-rate", type=float,
+                   help="share of deliberately broken records (simulator default 0.001)")
     p.add_argument("--json", type=Path, help="write the per-rule figures here")
     p.add_argument("--keep", action="store_true", help="keep the run's topics")
     common(p)
@@ -156,7 +158,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         sim = _spawn([FORESIGHT, "simulate", "--seed", str(args.seed), "--subscribers",
                       str(args.subscribers), "--speed", str(args.speed), "--rate", "0",
                       "--duration", str(args.duration), "--faults-per-rule",
-                      str(args.faults_per_rule), "--truth", str(truth_path)],
+                      str(args.faults_per_rule), "--truth", str(truth_path),
+                      *(["--invalid-rate", str(args.invalid_rate)]
+                        if args.invalid_rate is not None else [])],
                      env, run_dir / "simulator.log")
         procs.append(sim)
         if sim.wait() != 0:
