@@ -279,8 +279,8 @@ def load_test_file(path: str | Path) -> TestFile:
             evals.append((_instant_ms(ev.eval_time, start), _show(ev.eval_time), ev))
         evals.sort(key=lambda x: x[0])
         cases.append(Case(i + 1, test.name, start, test.subscriber, tuple(built), tuple(evals)))
-    if errors or catalog is None:
-        raise RuleError("\n".join(errors))
+    if errors or catalog is None:   # a fixture's problem once, not once per test using it
+        raise RuleError("\n".join(dict.fromkeys(errors)))
     return TestFile(source, catalog, parse_duration(spec.lateness), tuple(cases))
 
 

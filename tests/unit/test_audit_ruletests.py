@@ -337,3 +337,14 @@ def test_help_explains_the_format_and_exit_codes(capsys: pytest.CaptureFixture[s
     for words in ("promtool test rules", "eval_time", "alerts: []", "rule_files",
                   "lateness", "5m30s", "Exit code 0", "1 when one fails", "2 when a file"):
         assert words in text, words
+
+
+def test_the_example_in_the_docs_passes(tmp_path: Path) -> None:
+    """docs/audit.md shows a test file; it must stay one that passes."""
+    doc = (Path(__file__).parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Testing rules"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", 8)]
+    assert "rule_files: [../audit.yaml]" in example
+    path = _file(tmp_path, "", text=example.replace("[../audit.yaml]", f"[{CATALOG}]"))
+    result = run_test_file(path)
+    assert (result.tests, result.failures) == (2, [])
