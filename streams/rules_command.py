@@ -100,6 +100,7 @@ expected one must be there and nothing else ('alerts: []' asserts there is none)
       use: [healthy]
       reports:                     # kind, system and the event's own fields
         - {at: 1m, system: hss, kind: suspended, reason: fraud}
+      never: []                    # optional: rules that must send nothing at all
       expect:
         - eval_time: 5m
           alerts: []               # still within the 5m grace period

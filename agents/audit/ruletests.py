@@ -163,6 +163,10 @@ class EvalSpec(_Spec):
 
 
 class TestSpec(_Spec):
+    """One test. ``never`` lists rules that must send nothing at all during it: not even
+    an alert resolved at once, which no ``eval_time`` would see (a benign look-alike must
+    never page anyone)."""
+
     name: str = Field(min_length=1)
     start: Instant | None = None
     subscriber: str = DEFAULT_SUBSCRIBER
@@ -170,6 +174,7 @@ class TestSpec(_Spec):
     use: list[str] = Field(default_factory=list)
     reports: list[ReportSpec] = Field(default_factory=list)
     expect: list[EvalSpec] = Field(min_length=1)
+    never: list[str] = Field(default_factory=list)
 
     _at = field_validator("start")(lambda cls, v: v if v is None else _check_instant(v))
 
@@ -206,6 +211,7 @@ class Case:
     subscriber: str
     reports: tuple[Report, ...]
     evals: tuple[tuple[int, str, EvalSpec], ...]   # (instant, as written, spec)
+    never: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,7 +284,12 @@ def load_test_file(path: str | Path) -> TestFile:
                          f"test {i + 1}: unknown rule {hint.rule!r} (not in {catalog.source})")
             evals.append((_instant_ms(ev.eval_time, start), _show(ev.eval_time), ev))
         evals.sort(key=lambda x: x[0])
-        cases.append(Case(i + 1, test.name, start, test.subscriber, tuple(built), tuple(evals)))
+        for n, rule in enumerate(test.never):
+            if catalog is not None and catalog.get(rule) is None:
+                fail((*base, "never", n),
+                     f"test {i + 1}: unknown rule {rule!r} (not in {catalog.source})")
+        cases.append(Case(i + 1, test.name, start, test.subscriber, tuple(built), tuple(evals),
+                          tuple(test.never)))
     if errors or catalog is None:   # a fixture's problem once, not once per test using it
         raise RuleError("\n".join(dict.fromkeys(errors)))
     return TestFile(source, catalog, parse_duration(spec.lateness), tuple(cases))
@@ -411,6 +422,16 @@ def run_case(tf: TestFile, case: Case) -> list[Failure]:
             if problem:
                 failures.append(Failure(tf.path, case.index, case.name, shown,
                                         f"{what}: {problem}"))
+    if case.never:
+        sent = [_got_alert(a, case, [], []) + f" {a.status}" for a in h.alerts()
+                if a.rule_id in case.never]
+        sent += [f"{x.source.removeprefix('audit:')} hint active={str(x.active).lower()}"
+                 for x in h.hints() if x.source.removeprefix("audit:") in case.never]
+        if sent:
+            failures.append(Failure(
+                tf.path, case.index, case.name, case.evals[-1][1],
+                f"never: expected nothing sent by {', '.join(case.never)}, got "
+                f"[{', '.join(sent)}]"))
     return failures
 
 

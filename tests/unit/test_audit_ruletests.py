@@ -72,6 +72,8 @@ def test_every_rule_has_a_positive_and_a_benign_test() -> None:
                 for t in fired), f"{rule.id} notifies no agent"
         benign = [t for t in tests if t["name"].startswith(f"{rule.id}: benign")]
         assert benign, f"no benign look-alike test for {rule.id}"
+        assert any(rule.id in t.get("never", ()) for t in benign), \
+            f"no benign test of {rule.id} asserts it never sends anything"
         for t in benign:
             assert all(x["rule"] != rule.id for what in ("alerts", "hints")
                        for x in _expected(t, what)), t["name"]
@@ -165,6 +167,37 @@ def test_mismatches_fail(tmp_path: Path, expect: str, why: str,
                          capsys: pytest.CaptureFixture[str]) -> None:
     assert run("rules", "test", str(_file(tmp_path, expect))) == 1
     assert why in capsys.readouterr().err
+
+
+def test_never_catches_an_alert_no_eval_time_sees(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A charge refunded later fires and resolves between two eval_times: only 'never'
+    notices."""
+    text = f"""\
+rule_files: [{CATALOG}]
+tests:
+  - name: flap
+    never: [charged-without-product]
+    reports:
+      - {{at: 0s, system: bss, kind: activated}}
+      - {{at: 1m, system: billing, kind: charged, charge_id: CH-1, item: vas-a,
+         amount_cents: 500}}
+      - {{at: 2m, system: billing, kind: refunded, charge_id: CH-1, amount_cents: 500}}
+    expect:
+      - {{eval_time: 50s, alerts: [], hints: []}}
+      - {{eval_time: 3m, alerts: [], hints: []}}
+"""
+    path = _file(tmp_path, "", text=text)
+    assert run("rules", "test", str(path)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith(f"{path}: test 1 (flap) at eval_time 3m: never: expected nothing "
+                             "sent by charged-without-product, got [charged-without-product{")
+    assert 'item="CH-1"' in err[0] and "} firing" in err[0] and "} resolved" in err[0]
+    assert "charged-without-product hint active=true" in err[0]
+    # without 'never' the same test passes: nothing is active at either eval_time
+    assert run("rules", "test", str(_file(tmp_path, "", text=text.replace(
+        "    never: [charged-without-product]\n", "")))) == 0
 
 
 def test_resolved_alerts_leave_and_escalations_replace(tmp_path: Path) -> None:
@@ -301,6 +334,7 @@ def test_lateness_is_passed_to_a_harness_that_takes_it(tmp_path: Path,
     (("{expect}", "      - eval_time: 7m\n        alerts: [{{rule: r}}]"), 10,
      "alerts[0].severity: is required"),
     (("{expect}", "      - eval_time: 7m"), 9, "expects nothing: give alerts"),
+    (("    expect:", "    never: [no-such-rule]\n    expect:"), 8, "unknown rule 'no-such-rule'"),
     (("{expect}", "      - eval_time: 7m\n        alerts: [{{rule: r, severity: info, "
                   "status: resolved}}]"), 10, "status: Input should be 'firing'"),
     (("rule_files: [{catalog}]", "rule_files: [missing.yaml]"), 1, "does not load"),
