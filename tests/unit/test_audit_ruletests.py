@@ -132,11 +132,13 @@ def test_a_failure_names_file_test_eval_time_expected_and_got(
 """)
     assert run("rules", "test", str(path)) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == (
+    # the summary's wording belongs to the catalog: only its presence is checked here
+    assert err[0].startswith(
         f'{path}: test 1 (barred) at eval_time 7m: alerts: expected [bss-active-hss-barred'
         '{severity="critical", item="", annotations.summary~="lost"}], got '
         '[bss-active-hss-barred{severity="warning", item="", starts_at="1m", '
-        'annotations.summary="*********1234: active in BSS, barred in HSS (fraud) for 5m"}]')
+        'annotations.summary="'), err[0]
+    assert err[0].endswith('"}]') and len(err) == 2
     assert err[1] == f"FAILED: 1 of 1 tests in {path}"
 
 
