@@ -30,6 +30,11 @@ _STATUS_BY_KIND = {
     "resumed": "active",
     "closed": "closed",
 }
+#: Every status ``status(system)`` can return: what the view writes, so the rule checker
+#: (``foresight rules check``) can reject a literal no report ever produces.
+STATUSES: tuple[str, ...] = tuple(dict.fromkeys(_STATUS_BY_KIND.values()))
+#: A product's order state as the view records it (``product_ordered`` / ``product_cancelled``).
+ORDER_STATES: tuple[str, str] = ("ordered", "cancelled")
 
 
 def ms(dt: Any) -> int:
@@ -106,7 +111,8 @@ def apply_event(view: State, ev: Any, t: int | None = None) -> None:
         p["platform"] = ev.platform
         if kind == "product_ordered":
             p["fee"] = ev.monthly_fee_cents
-        _set(p, "order", {"v": "ordered" if kind == "product_ordered" else "cancelled"}, t, eid)
+        ordered, cancelled = ORDER_STATES
+        _set(p, "order", {"v": ordered if kind == "product_ordered" else cancelled}, t, eid)
     elif kind in ("product_provisioned", "product_deprovisioned"):
         p = view["products"].setdefault(ev.product_id, {"platform": system})
         _set(p, "prov", {"v": kind == "product_provisioned", "by": system}, t, eid)

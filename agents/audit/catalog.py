@@ -23,7 +23,7 @@ from agents.audit.durations import parse_duration
 from agents.audit.expr import Compiled, ExprError, compile_expr
 from agents.audit.facts import Dep
 from agents.audit.templates import LIVE, Template, TemplateError
-from agents.audit.yamlmarks import YamlProblem, compose_with_lines, line_of
+from agents.audit.yamlmarks import Document, YamlProblem, compose_document, line_of
 from streams.errors import RuleError
 
 Severity = Literal["info", "warning", "critical"]
@@ -31,6 +31,8 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 RESERVED_LABELS = frozenset({"rule", "severity", "item"})
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _OFFSET = re.compile(r"^([+-])(\d\d):(\d\d)$")
+#: Where a problem is: a line, a (line, column), or unknown.
+Where = int | tuple[int, int] | None
 
 
 def _duration(value: Any) -> int:
@@ -166,13 +168,15 @@ def load_catalog(path: str | Path | Any | None = None) -> Catalog:
 def parse_catalog(text: str, source: str = "<rules>") -> Catalog:
     """Validate and compile catalog ``text``; errors name ``source`` and the line."""
     try:
-        data, lines = compose_with_lines(text)
+        doc = compose_document(text)
     except YamlProblem as exc:
-        raise RuleError(f"{source}:{exc.line or '?'}: {exc}") from None
+        where = (exc.line, exc.col) if exc.line and exc.col else exc.line
+        raise RuleError(f"{source}:{_at(where)}: {exc}") from None
+    data, lines = doc.data, doc.lines
     if not isinstance(data, dict):
         raise RuleError(f"{source}:1: a rules file is a mapping with 'version: 1' and "
                         "'groups: [...]'")
-    errors: list[tuple[int | None, str]] = []
+    errors: list[tuple[Where, str]] = []
     try:
         spec = CatalogSpec.model_validate(data)
     except ValidationError as exc:
@@ -180,7 +184,7 @@ def parse_catalog(text: str, source: str = "<rules>") -> Catalog:
             loc = tuple(err["loc"])
             errors.append((line_of(lines, loc), f"{_where(data, loc)}: {_pydantic_msg(err)}"))
         raise _error(source, errors) from None
-    rules = _compile(spec, lines, errors)
+    rules = _compile(spec, doc, errors)
     if errors:
         raise _error(source, errors)
     sign, hh, mm = _OFFSET.match(spec.timezone).groups()  # type: ignore[union-attr]
@@ -188,8 +192,15 @@ def parse_catalog(text: str, source: str = "<rules>") -> Catalog:
     return Catalog(source, tuple(rules), dict(spec.names), offset)
 
 
-def _error(source: str, errors: list[tuple[int | None, str]]) -> RuleError:
-    lines = [f"{source}:{line or '?'}: {msg}" for line, msg in errors]
+def _at(where: Where) -> str:
+    """``12`` or ``12:7`` (line:column, as compilers print it, so editors jump there)."""
+    if isinstance(where, tuple):
+        return f"{where[0]}:{where[1]}"
+    return str(where or "?")
+
+
+def _error(source: str, errors: list[tuple[Where, str]]) -> RuleError:
+    lines = [f"{source}:{_at(where)}: {msg}" for where, msg in errors]
     err = RuleError("\n".join(lines))
     err.problems = lines  # type: ignore[attr-defined]
     return err
@@ -216,8 +227,8 @@ def _pydantic_msg(err: dict[str, Any]) -> str:
     return msg
 
 
-def _compile(spec: CatalogSpec, lines: dict[Any, int],
-             errors: list[tuple[int | None, str]]) -> list[Rule]:
+def _compile(spec: CatalogSpec, doc: Document, errors: list[tuple[Where, str]]) -> list[Rule]:
+    lines = doc.lines
     rules: list[Rule] = []
     first: dict[str, int | None] = {}
     for g, group in enumerate(spec.groups):
@@ -225,8 +236,13 @@ def _compile(spec: CatalogSpec, lines: dict[Any, int],
             base = ("groups", g, "rules", r)
 
             def fail(path: tuple[Any, ...], message: str, rid: str = rs.id,
-                     base: tuple[Any, ...] = base) -> None:
-                errors.append((line_of(lines, (*base, *path)), f"rule {rid!r}: {message}"))
+                     base: tuple[Any, ...] = base, col: int | None = None) -> None:
+                """``col``: a character offset in the value at ``path`` (an expression's
+                column), reported as the file's line:column."""
+                where: Where = line_of(lines, (*base, *path))
+                if col is not None:
+                    where = doc.position((*base, *path), col) or where
+                errors.append((where, f"rule {rid!r}: {message}"))
 
             if rs.id in first:
                 fail(("id",), f"duplicate rule id (first on line {first[rs.id]}): ids must be "
@@ -249,17 +265,16 @@ _WHY = {
 def _compile_rule(group: str, rs: RuleSpec, fail: Any, line: int | None) -> Rule | None:
     n = 0
 
-    def bad(path: tuple[Any, ...], message: str) -> None:
+    def bad(path: tuple[Any, ...], message: str, col: int | None = None) -> None:
         nonlocal n
         n += 1
-        fail(path, message)
+        fail(path, message, col=col)
 
     def expression(name: str, text: str) -> Compiled | None:
         try:
             return compile_expr(text, rs.each)
         except ExprError as exc:
-            col = f" (column {exc.col + 1})" if exc.col is not None else ""
-            bad((name,), f"{name}: {exc}{col}")
+            bad((name,), f"{name}: {exc}", exc.col)
             return None
 
     test = expression("expr", rs.expr)

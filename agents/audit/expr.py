@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.audit.durations import parse_duration
-from agents.audit.facts import FUNCTIONS, Dep, Env
-from agents.audit.items import ITEM_KINDS, PRODUCT_FIELDS
+from agents.audit.facts import FUNCTIONS, Dep, Domain, Env
+from agents.audit.items import ITEM_KINDS, PRODUCT_DOMAINS, PRODUCT_FIELDS
 
 Fn = Callable[[Env], Any]
 
@@ -42,7 +42,12 @@ ALLOWED = ("and, or, not, comparisons (== != < <= > >= in, not in, is null), + -
 
 
 class ExprError(ValueError):
-    """An expression that cannot be compiled; ``col`` is the 0-based offset in the text."""
+    """An expression that cannot be compiled.
+
+    ``col`` is the 0-based character offset in the expression *as given* (line breaks
+    included), so the catalog can turn it into the file's line and column even for a
+    folded multi-line ``expr: >-``; None when the whole expression is at fault.
+    """
 
     def __init__(self, message: str, col: int | None = None) -> None:
         super().__init__(message)
@@ -73,7 +78,20 @@ class _Const:
 
 
 class _Code(str):
-    """Python source of a checked sub-expression, over ``env`` and the compiler's names."""
+    """Python source of a checked sub-expression, over ``env`` and the compiler's names.
+
+    ``domain`` is set when the sub-expression's values are enumerated (``status('bss')``,
+    ``item.order``), so comparisons with a literal can be checked at load time.
+    """
+
+    domain: Domain | None = None
+
+
+def _typed(code: str, domain: Domain | None) -> _Code:
+    out = _Code(code)
+    if domain is not None:
+        out.domain = domain
+    return out
 
 
 def _lt(a: Any, b: Any) -> bool:
@@ -157,8 +175,9 @@ class _Compiler:
     (the audit evaluates several rules per ``subscriber-state`` event).
     """
 
-    def __init__(self, each: str | None) -> None:
+    def __init__(self, each: str | None, text: str = "") -> None:
         self.each = ITEM_KINDS[each] if each else None
+        self.text = text
         self.deps: set[Dep] = set()
         self.item_kinds: set[str] = set()
         self.functions: set[str] = set()
@@ -166,7 +185,17 @@ class _Compiler:
         self.temps = 0
 
     def fail(self, node: ast.AST, message: str) -> ExprError:
-        return ExprError(message, getattr(node, "col_offset", None))
+        return ExprError(message, self.col(node))
+
+    def col(self, node: ast.AST) -> int | None:
+        """Character offset of ``node`` in the text (``ast`` counts UTF-8 bytes)."""
+        offset = getattr(node, "col_offset", None)
+        if offset is None:
+            return None
+        return len(self.text.encode()[:offset].decode("utf-8", "ignore"))
+
+    def segment(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.text, node) or type(node).__name__
 
     def bind(self, value: Any, prefix: str = "_k") -> str:
         name = f"{prefix}{len(self.names)}"
@@ -217,7 +246,12 @@ class _Compiler:
                 return _Const(frozenset(values))
             except TypeError:
                 return _Const(values)
-        return _Code("(" + "".join(f"{self.code(p)}, " for p in parts) + ")")
+        # (status('hss'), status('bss')): a literal 'in' it must be a status
+        domains = {p.domain for p in parts if isinstance(p, _Code)}
+        only = next(iter(domains)) if len(domains) == 1 and len(parts) == len(
+            [p for p in parts if isinstance(p, _Code)]) else None
+        many = Domain(only.what, only.values, many=True) if only and not only.many else None
+        return _typed("(" + "".join(f"{self.code(p)}, " for p in parts) + ")", many)
 
     v_List = v_Tuple
     v_Set = v_Tuple
@@ -253,8 +287,11 @@ class _Compiler:
                     and not (isinstance(right, ast.Constant) and right.value in (None, True, False)) \
                     and not (isinstance(right, ast.Name) and right.id in _NAMES):
                 raise self.fail(node, "'is' compares only with null, true or false")
-        terms = [self.code(self.visit(node.left)),
-                 *(self.code(self.visit(c)) for c in node.comparators)]
+        nodes = [node.left, *node.comparators]
+        visited = [self.visit(n) for n in nodes]
+        for i, op in enumerate(node.ops):
+            self.check_literal(op, nodes[i], visited[i], nodes[i + 1], visited[i + 1])
+        terms = [self.code(v) for v in visited]
         if len(node.ops) == 1:
             return _compare(node.ops[0], terms[0], terms[1])
         # a chain (a < b < c): every middle term is evaluated once, as Python does
@@ -271,6 +308,41 @@ class _Compiler:
                 parts.append(_compare(op, left, right))
         return _Code("(" + " and ".join(parts) + ")")
 
+    def check_literal(self, op: ast.cmpop, left: ast.AST, a: _Const | _Code,
+                      right: ast.AST, b: _Const | _Code) -> None:
+        """A literal compared with an enumerated term must be one of its values.
+
+        ``status('bss') == 'actve'`` is never true and ``!= 'actve'`` always: either way
+        the rule is dead or always on, and nothing at run time would say so.
+        """
+        if isinstance(op, ast.Eq | ast.NotEq):
+            for term, term_node, lit, lit_node in ((a, left, b, right), (b, right, a, left)):
+                if isinstance(term, _Code) and term.domain and not term.domain.many \
+                        and isinstance(lit, _Const):
+                    self.check_values(term.domain, term_node, lit_node, (lit.value,))
+        elif isinstance(op, ast.In | ast.NotIn):
+            if isinstance(a, _Code) and a.domain and not a.domain.many \
+                    and isinstance(b, _Const) and isinstance(b.value, frozenset | tuple):
+                self.check_values(a.domain, left, right, tuple(b.value))
+            elif isinstance(b, _Code) and b.domain and b.domain.many and isinstance(a, _Const):
+                self.check_values(b.domain, right, left, (a.value,))
+
+    def check_values(self, domain: Domain, term: ast.AST, at: ast.AST,
+                     values: tuple[Any, ...]) -> None:
+        bad = sorted({repr(v) for v in values
+                      if isinstance(v, str | int | float) and v not in domain.values})
+        if not bad:
+            return
+        for elt in getattr(at, "elts", ()):    # point at the misspelt member of a tuple
+            if isinstance(elt, ast.Constant) and repr(elt.value) in bad:
+                at = elt
+                break
+        never = "never contains" if domain.many else "is never"
+        raise ExprError(f"{self.segment(term)} {never} {' or '.join(bad)}; allowed values "
+                        f"({domain.what}): {', '.join(domain.values)} (a value that never "
+                        "occurs leaves the rule dead or always true: check the spelling)",
+                        self.col(at))
+
     # --- item fields and functions ------------------------------------------------------
     def v_Attribute(self, node: ast.Attribute) -> _Code:
         attr = node.attr
@@ -286,7 +358,8 @@ class _Compiler:
                 raise self.fail(node, f"unknown field item.{attr} for each: {self.each.name}; "
                                       f"fields: {', '.join(self.each.fields)}")
             self.item_kinds.update(self.each.kinds)
-            return _Code(f"{self.bind(getter, '_item_')}(env, env.item, env.item_id)")
+            return _typed(f"{self.bind(getter, '_item_')}(env, env.item, env.item_id)",
+                          self.each.domains.get(attr))
         if isinstance(base, ast.Call) and isinstance(base.func, ast.Name) \
                 and base.func.id == "product":
             self._call(base)  # validates the call and records its dependencies
@@ -299,7 +372,8 @@ class _Compiler:
                 raw = env.view["products"].get(key) if key is not None else None
                 return None if raw is None else pgetter(env, raw, key)
             arg = self.code(self.visit(base.args[0]))
-            return _Code(f"{self.bind(product_field, '_product_')}(env, {arg})")
+            return _typed(f"{self.bind(product_field, '_product_')}(env, {arg})",
+                          PRODUCT_DOMAINS.get(attr))
         raise self.fail(node, "attribute access is only allowed on item and product(...)")
 
     def v_Call(self, node: ast.Call) -> _Const | _Code:
@@ -336,7 +410,8 @@ class _Compiler:
         self.functions.add(name)
         fn = f"_f_{name}"
         self.names[fn] = spec.impl
-        return _Code(f"{fn}(" + ", ".join(["env", *(self.code(a) for a in args)]) + ")")
+        return _typed(f"{fn}(" + ", ".join(["env", *(self.code(a) for a in args)]) + ")",
+                      spec.domain(consts) if spec.domain else None)
 
 
 def compile_expr(source: str, each: str | None = None) -> Compiled:
@@ -348,14 +423,24 @@ def compile_expr(source: str, each: str | None = None) -> Compiled:
     ...     print(exc)
     'item' needs 'each: product|charge|grant' on the rule
     """
-    text = " ".join(source.split("\n")).strip()
+    joined = " ".join(source.split("\n"))   # same length: offsets stay offsets in source
+    text = joined.strip()
+    lead = len(joined) - len(joined.lstrip())
     if not text:
         raise ExprError("the expression is empty")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise ExprError(f"syntax error: {exc.msg}", (exc.offset or 1) - 1) from None
-    c = _Compiler(each)
-    body = c.visit(tree.body)
+        # offset 0/None: Python only found out at the end (``status('bss') ==``)
+        col = exc.offset - 1 if exc.offset else len(text) - 1
+        msg = exc.msg if exc.offset else f"{exc.msg}: the expression ends too early"
+        raise ExprError(f"syntax error: {msg}", lead + min(col, len(text) - 1)) from None
+    c = _Compiler(each, text)
+    try:
+        body = c.visit(tree.body)
+    except ExprError as exc:
+        if exc.col is not None:
+            exc.col += lead
+        raise
     return Compiled(source, c.build(body, text), frozenset(c.deps), frozenset(c.item_kinds),
                     frozenset(c.functions))

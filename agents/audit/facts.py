@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agents.unified_view import ORDER_STATES, STATUSES
 from agents.unified_view import status_at as _status_at
-from schemas.common import SourceSystem
+from schemas.common import Rat, SourceSystem
+from schemas.subscriber_state import SuspendReason, ValueTier
 
 STATUS_KINDS = ("opened", "activated", "suspended", "resumed", "closed")
 PRODUCT_KINDS = ("product_ordered", "product_cancelled", "product_provisioned",
@@ -42,6 +44,31 @@ PROFILE_NAMES = ("star_level", "seed_user", "value_tier", "home_cell", "name", "
 NON_PRODUCT_ITEMS = frozenset({"plan", "usage"})
 
 Dep = tuple[str, str | None]   # (event kind, reporting system or None for any)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The values a function or item field can take, when they are enumerated.
+
+    The rule checker rejects a literal compared with such a term that is not one of
+    ``values`` (``status('bss') == 'actve'``): the comparison could never hold, so the
+    rule would be silently dead. ``many`` marks list values (``plan_networks()``,
+    ``signing()``) whose *elements* are in ``values`` (``'5g' in signing()``). The values
+    come from the schemas' enums and the unified view, never from a copied list.
+    """
+
+    what: str
+    values: tuple[str, ...]
+    many: bool = False
+
+
+STATUS_DOMAIN = Domain("status", STATUSES)
+REASON_DOMAIN = Domain("suspension reason", tuple(r.value for r in SuspendReason))
+NETWORKS_DOMAIN = Domain("network generation", tuple(r.value for r in Rat), many=True)
+SYSTEM_DOMAIN = Domain("system", tuple(s.value for s in SourceSystem))
+ORDER_DOMAIN = Domain("order state", ORDER_STATES)
+#: ``profile(name)`` fields whose values the schema enumerates.
+PROFILE_DOMAINS = {"value_tier": Domain("value tier", tuple(v.value for v in ValueTier))}
 _EMPTY: dict[str, Any] = {}
 
 
@@ -281,7 +308,8 @@ class Function:
 
     ``deps(consts)`` gets the constant arguments (``None`` where an argument is not a
     constant) and returns ``(event kind, system)`` pairs; ``checks`` validates constant
-    arguments at load time (index -> allowed values).
+    arguments at load time (index -> allowed values); ``domain(consts)`` says which
+    values the result can take, so literals compared with it are checked at load time.
     """
 
     impl: Callable[..., Any]
@@ -289,6 +317,8 @@ class Function:
     deps: Callable[[list[Any]], set[Dep]]
     doc: str
     checks: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    #: the values its result can take, given its constant arguments (None: not enumerated)
+    domain: Callable[[list[Any]], Domain | None] | None = None
 
 
 def _on(kinds: tuple[str, ...], system: str | None = None) -> Callable[[list[Any]], set[Dep]]:
@@ -302,19 +332,23 @@ def _on_system(kinds_of: Callable[[list[Any]], tuple[str, ...]]) -> Callable[[li
 _SYS = ((0, SYSTEMS),)
 FUNCTIONS: dict[str, Function] = {
     "status": Function(f_status, (1, 1), _on_system(lambda c: STATUS_KINDS),
-                       "status a system last reported: opened, active, suspended, closed", _SYS),
+                       "status a system last reported: opened, active, suspended, closed", _SYS,
+                       lambda c: STATUS_DOMAIN),
     "reason": Function(f_reason, (1, 1), _on_system(lambda c: STATUS_KINDS),
-                       "reason of the system's suspension (arrears, request, ...)", _SYS),
+                       "reason of the system's suspension (arrears, request, ...)", _SYS,
+                       lambda c: REASON_DOMAIN),
     "status_at": Function(f_status_at, (2, 2), _on_system(lambda c: STATUS_KINDS),
-                          "status the system had reported as of instant t", _SYS),
+                          "status the system had reported as of instant t", _SYS,
+                          lambda c: STATUS_DOMAIN),
     "time_of": Function(f_time_of, (2, 2),
                         _on_system(lambda c: FACT_KINDS.get(c[1]) or ()),
                         "when the system last reported the fact", (*_SYS, (1, tuple(FACT_KINDS)))),
     "plan": Function(f_plan, (0, 0), _on(("opened", "plan_changed"), "bss"), "BSS plan id"),
     "plan_networks": Function(f_plan_networks, (0, 0), _on(("opened", "plan_changed"), "bss"),
-                              "generations the BSS plan includes"),
+                              "generations the BSS plan includes",
+                              domain=lambda c: NETWORKS_DOMAIN),
     "signing": Function(f_signing, (0, 0), _on(("signing_changed",), "hss"),
-                        "generations HSS signing allows"),
+                        "generations HSS signing allows", domain=lambda c: NETWORKS_DOMAIN),
     "registered": Function(f_registered, (0, 0), _on(("network_registered",), "hss"),
                            "the line has attached to the network"),
     "balance": Function(f_balance, (0, 0), _on(BALANCE_KINDS, "billing"), "billing balance"),
@@ -333,7 +367,7 @@ FUNCTIONS: dict[str, Function] = {
                                   _on(("port_out_requested", "port_out_cancelled")),
                                   "deadline of an open port-out request"),
     "profile": Function(f_profile, (1, 1), _on(("profile_changed",)), "a profile field",
-                        ((0, PROFILE_NAMES),)),
+                        ((0, PROFILE_NAMES),), lambda c: PROFILE_DOMAINS.get(c[0])),
     "max": Function(f_max, (1, 8), lambda c: set(), "largest non-null argument"),
     "min": Function(f_min, (1, 8), lambda c: set(), "smallest non-null argument"),
 }

@@ -9,10 +9,19 @@ it. Field getters note the facts they read when the environment explains (eviden
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from agents.audit.facts import PRODUCT_KINDS, Env, money, reported, stamp
+from agents.audit.facts import (
+    ORDER_DOMAIN,
+    PRODUCT_KINDS,
+    SYSTEM_DOMAIN,
+    Domain,
+    Env,
+    money,
+    reported,
+    stamp,
+)
 
 
 def _order(env: Env, raw: dict[str, Any], rid: str) -> dict[str, Any] | None:
@@ -74,6 +83,8 @@ PRODUCT_FIELDS: dict[str, Getter] = {
     "prov_time": lambda env, raw, rid: _t(_prov(env, raw, rid)),
     "fee": lambda env, raw, rid: raw.get("fee"),
 }
+#: Product fields with enumerated values (for ``item.<field>`` and ``product(id).<field>``).
+PRODUCT_DOMAINS: dict[str, Domain] = {"order": ORDER_DOMAIN, "platform": SYSTEM_DOMAIN}
 CHARGE_FIELDS: dict[str, Getter] = {
     "id": lambda env, raw, rid: rid,
     "item": lambda env, raw, rid: _charge(env, raw, rid)["item"],
@@ -97,12 +108,14 @@ GRANT_FIELDS: dict[str, Getter] = {
 @dataclass(frozen=True, slots=True)
 class ItemKind:
     """What ``each: <kind>`` iterates: its fields, the events that change one item (and the
-    event attribute naming that item), and how to list and find items in a view."""
+    event attribute naming that item), and how to list and find items in a view.
+    ``domains`` are the fields whose values are enumerated (checked in comparisons)."""
 
     name: str
     fields: dict[str, Getter]
     kinds: tuple[str, ...]
     event_attr: str
+    domains: dict[str, Domain] = field(default_factory=dict)
 
     def items(self, view: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         if self.name == "charge":
@@ -119,7 +132,7 @@ class ItemKind:
 
 
 ITEM_KINDS: dict[str, ItemKind] = {
-    "product": ItemKind("product", PRODUCT_FIELDS, PRODUCT_KINDS, "product_id"),
+    "product": ItemKind("product", PRODUCT_FIELDS, PRODUCT_KINDS, "product_id", PRODUCT_DOMAINS),
     "charge": ItemKind("charge", CHARGE_FIELDS, ("charged", "refunded"), "charge_id"),
     "grant": ItemKind("grant", GRANT_FIELDS, ("granted",), "grant_id"),
 }

@@ -135,7 +135,7 @@ VIEW = {"subscriber_id": "S1", "msisdn": "8613800001234", "charges": [], "grants
     ("0 < balance() + 1 < 5", False),               # a chain with null in the middle
     ("0 < 2 * 2 < 5 > 4", True),
     ("'active' in (status('hss'), status('bss'))", True),  # a tuple of computed terms
-    ("status('bss') == \"x') or __import__('os\"", False),  # a string stays a string
+    ("plan() == \"x') or __import__('os\"", False),  # a string stays a string
     ("1.5e999 > 10 and 0.5 * 2 == 1", True),        # floats are bound, not printed
 ])
 def test_expression_semantics(expr: str, value: object) -> None:
