@@ -5,6 +5,11 @@ of the report that set it and is only replaced by a report at least as recent, s
 out-of-order and duplicated events leave the same view as an orderly stream (last writer
 wins by event time, ties broken by event id for determinism).
 
+Facts are filed under the system that reported them. The schema only accepts a kind from
+the systems that report it (:data:`schemas.subscriber_state.REPORTED_BY`), and every such
+report lands where an audit function reads it: a registration from network management
+counts like one from the HSS (``registered()`` reads both).
+
 Times are epoch milliseconds (UTC) to keep the changelogged state small and fast to parse.
 """
 

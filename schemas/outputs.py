@@ -61,7 +61,10 @@ class Alert(OutboundModel):
 
 
 class HintKind(StrEnum):
-    SERVICE_REMINDER = "service_reminder"    # 用户服务提醒 from an audit finding
+    """What a hint is, so an agent's screen can group and word it."""
+
+    SERVICE_REMINDER = "service_reminder"    # 用户服务提醒: what the customer should do (top up)
+    KNOWN_FAULT = "known_fault"              # a fault technicians are fixing: tell the customer
     RISK = "risk"                            # complaint / churn risk with reasons
     RETENTION_TASK = "retention_task"        # 来话同步维系
     OFFER = "offer"
@@ -73,7 +76,11 @@ class AgentHint(OutboundModel):
     """Screen-pop material for the contact-center agent. Keyed by subscriber id.
 
     Phone numbers in hints are masked; the agent on the call sees full data through the
-    screen-pop service, which looks them up for that agent only.
+    screen-pop service, which looks them up for that agent only. Every hint says until when
+    it is worth showing (``expires_at``, required since schema version 2): a screen never
+    has to guess whether a hint from last month still holds. The texts (``title``,
+    ``cause``, ``script``, ``progress``) are for the agent and the customer, in their
+    language; ``active: false`` with a ``progress`` saying it was fixed closes a hint.
     """
 
     schema_version: SchemaVersion = SCHEMA_VERSION
@@ -89,7 +96,7 @@ class AgentHint(OutboundModel):
     progress: Text = ""
     source: Ident
     created_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
+    expires_at: AwareDatetime
 
 
 class WorkOrder(OutboundModel):

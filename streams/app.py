@@ -14,6 +14,7 @@ import gc
 import logging
 import socket
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,12 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
                 raise ConfigError("the audit step reads the unified view: add unified-view "
                                   "to FORESIGHT_STEPS")
             rules = settings.audit_rules if settings else None
-            steps.append(Audit(load_catalog(rules) if rules else None))
+            audit = Audit(load_catalog(rules) if rules else None)
+            if settings is not None:
+                audit.emitter.hint_ttl = timedelta(seconds=settings.audit_hint_ttl_s)
+                audit.emitter.resolved_hint_ttl = timedelta(
+                    seconds=settings.audit_resolved_hint_ttl_s)
+            steps.append(audit)
     return steps
 
 

@@ -129,6 +129,17 @@ class Settings(BaseSettings):
         description="audit rule catalog to load instead of the packaged one "
         "(FORESIGHT_AUDIT_RULES); check it first with 'foresight rules check FILE'",
     )
+    audit_hint_ttl_s: int = Field(
+        default=7 * 86_400, ge=60,
+        description="an audit hint for agents (open finding) expires this long after it was "
+        "written, unless its resolution replaces it first (FORESIGHT_AUDIT_HINT_TTL_S)",
+    )
+    audit_resolved_hint_ttl_s: int = Field(
+        default=86_400, ge=60,
+        description="a closed audit hint ('fixed at ...') expires this long after it was "
+        "written: long enough for the customer's next call about it "
+        "(FORESIGHT_AUDIT_RESOLVED_HINT_TTL_S)",
+    )
     timer_lateness_ms: int = Field(
         default=2_000, ge=0,
         description="grace periods end this much event time after their deadline, so reports "

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agents.audit.durations import parse_duration
 from agents.audit.expr import Compiled, ExprError, compile_expr
 from agents.audit.facts import Dep
-from agents.audit.templates import LIVE, Template, TemplateError
+from agents.audit.templates import LIVE, RESOLVED_ANNOTATIONS, Template, TemplateError
 from agents.audit.yamlmarks import Document, YamlProblem, compose_document, line_of
 from streams.errors import RuleError
 
@@ -301,7 +301,8 @@ def _compile_rule(group: str, rs: RuleSpec, fail: Any, line: int | None) -> Rule
     annotations: dict[str, Template] = {}
     for name, text in rs.annotations.items():
         try:
-            annotations[name] = Template.parse(text, rs.each, resolved=name == "resolved")
+            annotations[name] = Template.parse(text, rs.each,
+                                               resolved=name in RESOLVED_ANNOTATIONS)
         except TemplateError as exc:
             bad(("annotations", name), f"annotation {name!r}: {exc}")
     if n or test is None:

@@ -17,19 +17,32 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agents.audit.catalog import Catalog, Rule
 from agents.audit.durations import format_duration
 from agents.audit.facts import expand
-from agents.audit.templates import local_time, render_values
+from agents.audit.templates import HINT_ANNOTATIONS, Template, local_time, render_values
 from agents.core import Output, State
 from schemas.outputs import AgentHint, Alert, HintKind
 from schemas.registry import AGENT_HINTS, ALERTS
 
 SEP = "|"
-DEFAULT_RESOLVED = "已处理完毕，{ended} 起已恢复正常 (fixed at {ended})"
+#: Default resolved texts, one per language: the hint's (Chinese, read to customers) and the
+#: alert's (English, for technicians). A rule's ``resolved`` / ``resolved_summary`` wins.
+DEFAULT_RESOLVED = Template.parse("问题已处理完毕，已于{ended}恢复正常。", None, resolved=True)
+DEFAULT_RESOLVED_SUMMARY = Template.parse("Cleared at {ended} after {since_ago}.", None,
+                                          resolved=True)
+#: A hint's title when the rule has no ``title`` annotation, by kind.
+DEFAULT_TITLE = {HintKind.KNOWN_FAULT: "已知故障处理中", HintKind.SERVICE_REMINDER: "服务提醒"}
+#: How long a hint stays on agents' screens after it was written, unless a newer record of
+#: the same hint replaces it first. An open finding's hint is replaced when it is fixed (the
+#: resolved record), so its expiry only bounds a hint whose resolution never came (a lost
+#: subscriber, a rule changed under it); a closed one is worth showing for the customer's
+#: next call about it, not longer. FORESIGHT_AUDIT_HINT_TTL_S / _RESOLVED_HINT_TTL_S.
+HINT_TTL = timedelta(days=7)
+RESOLVED_HINT_TTL = timedelta(days=1)
 
 
 def episode_key(rule_id: str, item: str) -> str:
@@ -75,20 +88,37 @@ def _dt(t: int) -> datetime:
     return datetime.fromtimestamp(t / 1000, UTC)
 
 
-class Emitter:
-    """Builds the records of one episode update (kept apart from the lifecycle logic)."""
+def hint_kind(technician: bool) -> HintKind:
+    """What an audit hint is: a finding technicians are also told about is a known fault
+    being fixed (the agent tells the customer it is in hand); an agent-only rule is a
+    service reminder (the agent tells the customer what to do)."""
+    return HintKind.KNOWN_FAULT if technician else HintKind.SERVICE_REMINDER
 
-    def __init__(self, catalog: Catalog) -> None:
+
+class Emitter:
+    """Builds the records of one episode update (kept apart from the lifecycle logic).
+
+    Annotations go to their audience: ``title``, ``cause``, ``script``, ``progress`` and
+    ``resolved`` make the agent's hint (Chinese, rendered with unknown clauses left out);
+    every other annotation goes on the technicians' alert (English, unknowns read
+    ``unknown``), ``resolved_summary`` only once the episode has ended.
+    """
+
+    def __init__(self, catalog: Catalog, *, hint_ttl: timedelta = HINT_TTL,
+                 resolved_hint_ttl: timedelta = RESOLVED_HINT_TTL) -> None:
         self.catalog = catalog
+        self.hint_ttl = hint_ttl
+        self.resolved_hint_ttl = resolved_hint_ttl
 
     def values(self, rule: Rule | None, ep: Mapping[str, Any], item: str, t: int,
-               ended: int | None) -> dict[str, str]:
+               ended: int | None) -> dict[str, str | None]:
+        """Placeholder values of one rendering (None: unknown)."""
         off = self.catalog.offset_min
         since = ep["since"]
         vals = render_values(ep.get("vars", {}), off)
         vals.update(rule=rule.id if rule else "", item=item, severity=ep.get("severity", ""),
                     since=local_time(since, off), since_ago=format_duration(t - since),
-                    ended=local_time(ended, off))
+                    ended=local_time(ended, off) if ended is not None else None)
         vals["for"] = format_duration(rule.for_ms) if rule else ""
         return vals
 
@@ -99,33 +129,47 @@ class Emitter:
         notify = ep.get("notify", ())
         fp = fingerprint(rule_id, sid, item, ep["since"])
         vals = self.values(rule, ep, item, t, ended)
-        notes = ({n: tpl.render(vals) for n, tpl in rule.annotations.items() if n != "resolved"}
-                 if rule else {"summary": f"rule {rule_id} was removed from the catalog"})
+        msisdn = vals.get("msisdn") or ""
+        notes: Mapping[str, Template] = rule.annotations if rule else {}
         out: list[Output] = []
         severity = ep["severity"]
         if "technician" in notify:
+            annotations = ({n: tpl.render(vals) for n, tpl in notes.items()
+                            if n not in HINT_ANNOTATIONS and n != "resolved_summary"}
+                           if rule else {"summary": f"rule {rule_id} was removed from the catalog"})
+            if ended is not None:
+                annotations["resolved_summary"] = (notes.get("resolved_summary")
+                                                   or DEFAULT_RESOLVED_SUMMARY).render(vals)
             labels = {**(rule.labels if rule else {}), "rule": rule_id, "severity": severity}
             if item:
                 labels["item"] = item
             out.append(Output(ALERTS, fp, Alert(
                 fingerprint=fp, sequence=ep["sequence"],
                 status="resolved" if ended is not None else "firing", rule_id=rule_id,
-                severity=severity, subscriber_id=sid, msisdn_masked=vals.get("msisdn", ""),
-                systems=list(rule.systems) if rule else [], labels=labels, annotations=notes,
-                starts_at=_dt(ep["since"]), ends_at=_dt(ended) if ended is not None else None,
-                detected_at=now, evidence={k: expand(v) for k, v in ep.get("evidence", {}).items()})))
+                severity=severity, subscriber_id=sid, msisdn_masked=msisdn,
+                systems=list(rule.systems) if rule else [], labels=labels,
+                annotations=annotations, starts_at=_dt(ep["since"]),
+                ends_at=_dt(ended) if ended is not None else None, detected_at=now,
+                evidence={k: expand(v) for k, v in ep.get("evidence", {}).items()})))
         if "agent" in notify and hint:
+            kind = hint_kind("technician" in notify)
+
+            def text(name: str) -> str:
+                tpl = notes.get(name)
+                return tpl.render(vals, unknown=None) if tpl else ""
+
             if ended is not None:
-                tpl = rule.annotations.get("resolved") if rule else None
-                progress = tpl.render(vals) if tpl else DEFAULT_RESOLVED.format(
-                    ended=vals["ended"])
+                progress = (text("resolved")
+                            or DEFAULT_RESOLVED.render(vals, unknown=None))
+                expires = now + self.resolved_hint_ttl
             else:
-                progress = notes.get("resolution", "")
+                # 'resolution' was the hint's progress before 'progress' existed
+                progress = text("progress") or (text("resolution") if "progress" not in notes
+                                                 else "")
+                expires = now + self.hint_ttl
             out.append(Output(AGENT_HINTS, sid, AgentHint(
-                hint_id=fp, sequence=ep["sequence"], subscriber_id=sid,
-                msisdn_masked=vals.get("msisdn", ""), kind=HintKind.SERVICE_REMINDER,
-                active=ended is None, title=notes.get("title") or notes["summary"],
-                cause=notes.get("cause") or (rule.description if rule else ""),
-                script=notes.get("script", ""), progress=progress, source=f"audit:{rule_id}",
-                created_at=now)))
+                hint_id=fp, sequence=ep["sequence"], subscriber_id=sid, msisdn_masked=msisdn,
+                kind=kind, active=ended is None, title=text("title") or DEFAULT_TITLE[kind],
+                cause=text("cause"), script=text("script"), progress=progress,
+                source=f"audit:{rule_id}", created_at=now, expires_at=expires)))
         return out

@@ -23,7 +23,7 @@ from typing import Any
 from agents.unified_view import ORDER_STATES, STATUSES
 from agents.unified_view import status_at as _status_at
 from schemas.common import Rat, SourceSystem
-from schemas.subscriber_state import SuspendReason, ValueTier
+from schemas.subscriber_state import REPORTED_BY, SuspendReason, ValueTier
 
 STATUS_KINDS = ("opened", "activated", "suspended", "resumed", "closed")
 PRODUCT_KINDS = ("product_ordered", "product_cancelled", "product_provisioned",
@@ -33,6 +33,12 @@ ALL_KINDS = (*STATUS_KINDS, "plan_changed", *PRODUCT_KINDS, "charged", "refunded
              "balance_reported", "granted", "signing_changed", "network_registered",
              "port_out_requested", "port_out_cancelled", "profile_changed")
 SYSTEMS = tuple(s.value for s in SourceSystem)
+#: Systems that report a status (the schema rejects a status from any other): ``status``,
+#: ``reason`` and ``status_at`` accept only these, so ``status('mnp')`` is a load error
+#: rather than a condition that is never true.
+STATUS_SYSTEMS = REPORTED_BY["opened"][0]
+#: Systems that report a line's registration: the HSS, or network management (OSS).
+REGISTRARS = REPORTED_BY["network_registered"][0]
 #: ``time_of(system, fact)``: the facts a system reports, and the kinds that set them.
 FACT_KINDS: dict[str, tuple[str, ...]] = {
     "status": STATUS_KINDS, "activated": ("activated",), "plan": ("opened", "plan_changed"),
@@ -208,11 +214,18 @@ def f_signing(env: Env) -> list[str] | None:
 
 
 def f_registered(env: Env) -> bool:
-    slot = _slot(env, "hss", "registered")
+    """Whether the line ever attached, as the HSS or network management reported it (the
+    first report of either: the view keeps each system's first registration)."""
+    found = [(slot["t"], system, slot) for system in REGISTRARS
+             if (slot := _slot(env, system, "registered")) is not None]
     if env.explain is not None:
-        env.note("hss.registered", reported(f"{slot['v']} on {slot.get('cell')}", slot["t"]) if slot
-                 else "never", slot["t"] if slot else None)
-    return slot is not None
+        if found:
+            t, system, slot = min(found, key=lambda f: f[0])
+            env.note("registered", reported(f"{slot['v']} on {slot.get('cell')} by {system}", t),
+                     t)
+        else:
+            env.note("registered", "never", None)
+    return bool(found)
 
 
 def f_balance(env: Env) -> int | None:
@@ -330,15 +343,16 @@ def _on_system(kinds_of: Callable[[list[Any]], tuple[str, ...]]) -> Callable[[li
 
 
 _SYS = ((0, SYSTEMS),)
+_STATUS_SYS = ((0, STATUS_SYSTEMS),)
 FUNCTIONS: dict[str, Function] = {
     "status": Function(f_status, (1, 1), _on_system(lambda c: STATUS_KINDS),
-                       "status a system last reported: opened, active, suspended, closed", _SYS,
-                       lambda c: STATUS_DOMAIN),
+                       "status a system last reported: opened, active, suspended, closed",
+                       _STATUS_SYS, lambda c: STATUS_DOMAIN),
     "reason": Function(f_reason, (1, 1), _on_system(lambda c: STATUS_KINDS),
-                       "reason of the system's suspension (arrears, request, ...)", _SYS,
+                       "reason of the system's suspension (arrears, request, ...)", _STATUS_SYS,
                        lambda c: REASON_DOMAIN),
     "status_at": Function(f_status_at, (2, 2), _on_system(lambda c: STATUS_KINDS),
-                          "status the system had reported as of instant t", _SYS,
+                          "status the system had reported as of instant t", _STATUS_SYS,
                           lambda c: STATUS_DOMAIN),
     "time_of": Function(f_time_of, (2, 2),
                         _on_system(lambda c: FACT_KINDS.get(c[1]) or ()),
@@ -349,8 +363,9 @@ FUNCTIONS: dict[str, Function] = {
                               domain=lambda c: NETWORKS_DOMAIN),
     "signing": Function(f_signing, (0, 0), _on(("signing_changed",), "hss"),
                         "generations HSS signing allows", domain=lambda c: NETWORKS_DOMAIN),
-    "registered": Function(f_registered, (0, 0), _on(("network_registered",), "hss"),
-                           "the line has attached to the network"),
+    "registered": Function(f_registered, (0, 0),
+                           lambda c: {("network_registered", s) for s in REGISTRARS},
+                           "the line has attached to the network (HSS or network management)"),
     "balance": Function(f_balance, (0, 0), _on(BALANCE_KINDS, "billing"), "billing balance"),
     "arrears": Function(f_arrears, (0, 0), _on(("balance_reported",), "billing"),
                         "arrears billing reported"),

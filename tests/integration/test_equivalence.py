@@ -25,7 +25,8 @@ from tests.integration.harness import (
 )
 
 pytestmark = pytest.mark.integration
-VOLATILE = {"detected_at", "created_at", "worker"}  # processing time and place, not results
+# processing time and place, not results (a hint's expires_at is its created_at + a TTL)
+VOLATILE = {"detected_at", "created_at", "expires_at", "worker"}
 
 
 def _outputs(settings: Settings, topic: str) -> list[tuple]:

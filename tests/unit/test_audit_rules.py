@@ -148,7 +148,8 @@ def test_rule_fires_after_its_grace_and_resolves(rule: str) -> None:
         assert first.evidence and first.annotations["summary"]
     if rec.agent:
         hint = h.hints(rule)[0]
-        assert hint.active and hint.script and hint.kind == "service_reminder"
+        assert hint.active and hint.script
+        assert hint.kind == ("known_fault" if rec.technician else "service_reminder")
         assert hint.hint_id == (first.fingerprint if rec.technician else hint.hint_id)
     for e in clear:
         h.send(e)
@@ -159,7 +160,8 @@ def test_rule_fires_after_its_grace_and_resolves(rule: str) -> None:
         assert last.sequence == len(h.alerts(rule)) and ms(last.ends_at) == T0_MS + cleared * 1000
     if rec.agent:
         last_hint = h.hints(rule)[-1]
-        assert not last_hint.active and "fixed" in last_hint.progress
+        assert not last_hint.active and last_hint.progress
+        assert last_hint.progress != hint.progress and last_hint.expires_at < hint.expires_at
     assert h.states["S00000001"] is None or rule not in str(h.states["S00000001"])
 
 
