@@ -151,6 +151,7 @@ class Lookalikes:
         end = start + d
         filler = end + int(self.rng.uniform(0.3, 0.5) * self.lateness) \
             if delivery == "clear_late" else None
+        how = self._how(how, d, None if filler is None else filler - start, delivery)
         meta: dict[str, Any] = {
             "lookalike": kind, "lookalike_id": self.eng.next_id("LA"), "how": how,
             "delivery": delivery, "clear_at": iso(end),
@@ -211,10 +212,14 @@ class Lookalikes:
         return sub
 
     @staticmethod
-    def _how(kind: str, what: str, d: str) -> str:
-        return {"clears_within_grace": f"{what} {d} later",
-                "same_instant": f"{what} at the same instant",
-                "clears_out_of_order": f"{what} {d} later, reported late"}[kind]
+    def _how(what: str, d: int, filler: int | None, delivery: str) -> str:
+        if filler is not None:
+            return (f"{what}; cleared {d / 1000:.3f} s after it started, that report sent "
+                    f"after one dated {(filler - d) / 1000:.3f} s later")
+        if d:
+            return f"{what}; cleared {d / 1000:.3f} s after it started"
+        return f"{what}; at the same instant" + (
+            ", the clearing report delivered first" if delivery == "clear_first" else "")
 
     # --- systems in one go --------------------------------------------------------------
     def _suspend_all(self, t: int, sub: Sub, reason: str) -> None:
@@ -241,8 +246,7 @@ class Lookalikes:
             self.sys.status(sub, "hss", "resumed")
 
         self._episode(start, sub, "bss-active-hss-barred", None, kind, delivery,
-                      self._how(kind, "BSS resumed a requested suspension, HSS un-barred",
-                                "within the grace"), brk, clr)
+                      "BSS resumed a requested suspension, HSS un-barred", brk, clr)
         return True
 
     def _bss_suspended_hss_active(self, t: int, kind: str, delivery: str) -> bool:
@@ -258,8 +262,7 @@ class Lookalikes:
             self.sys.status(sub, "hss", "suspended", "request")
 
         self._episode(t, sub, "bss-suspended-hss-active", None, kind, delivery,
-                      self._how(kind, "BSS suspended the line (报停), HSS barred it",
-                                "within the grace"), brk, clr, self._resume_later)
+                      "BSS suspended the line (报停), HSS barred it", brk, clr, self._resume_later)
         return True
 
     def _topup_still_suspended(self, t: int, kind: str, delivery: str) -> bool:
@@ -279,8 +282,7 @@ class Lookalikes:
             self._resume_all(at, sub)
 
         self._episode(start, sub, "topup-still-suspended", None, kind, delivery,
-                      self._how(kind, "top-up cleared the arrears, BSS and HSS resumed",
-                                "within the grace"), brk, clr)
+                      "top-up cleared the arrears, BSS and HSS resumed", brk, clr)
         return True
 
     def _five_g_plan_without_five_g_signing(self, t: int, kind: str, delivery: str) -> bool:
@@ -296,8 +298,7 @@ class Lookalikes:
             self.sys.signing(sub, plan.networks)
 
         self._episode(t, sub, "5g-plan-without-5g-signing", None, kind, delivery,
-                      self._how(kind, "upgraded to a 5G plan, HSS signed 5G",
-                                "within the grace"), brk, clr)
+                      "upgraded to a 5G plan, HSS signed 5G", brk, clr)
         return True
 
     def _activated_not_registered(self, t: int, kind: str, delivery: str) -> bool:
@@ -326,8 +327,7 @@ class Lookalikes:
             self.sys.registered(sub, rat)
 
         self._episode(start, sub, "activated-not-registered", None, kind, delivery,
-                      self._how(kind, "new line activated, registered on the network",
-                                "within the grace"), brk, clr)
+                      "new line activated, registered on the network", brk, clr)
         return True
 
     def _hss_open(self, t: int, sub: Sub) -> None:
@@ -358,11 +358,10 @@ class Lookalikes:
             self.sys.status(sub, "hss", "closed")
 
         if kind == "same_instant":
-            how = "BSS, billing and HSS closed the ported line at the deadline instant"
+            how = "port-out deadline: BSS, billing and HSS closed the line"
         else:
             self._at(deadline - ms_between(self.rng, 5, 60), close_bss)
-            how = self._how(kind, "BSS closed the ported line just before the deadline, "
-                            "HSS closed it", "after the deadline, within the lateness")
+            how = "port-out: BSS closed the line just before the deadline, HSS after it"
         self._episode(deadline, sub, "port-out-still-active", None, kind, delivery, how,
                       brk, clr, mark_now=True)
         sub.lock += 1   # closed for good: never free again
@@ -382,8 +381,7 @@ class Lookalikes:
             self.sys.provisioned(sub, product, True)
 
         self._episode(t, sub, "product-not-provisioned", product.product_id, kind, delivery,
-                      self._how(kind, f"ordered in BSS, {product.platform} provisioned it",
-                                "within the grace"), brk, clr)
+                      f"ordered in BSS, {product.platform} provisioned it", brk, clr)
         return True
 
     def _cancelled_still_provisioned(self, t: int, kind: str, delivery: str) -> bool:
@@ -400,8 +398,7 @@ class Lookalikes:
             self.sys.provisioned(sub, product, False)
 
         self._episode(t, sub, "cancelled-still-provisioned", pid, kind, delivery,
-                      self._how(kind, f"cancelled in BSS, {product.platform} switched it off",
-                                "within the grace"), brk, clr)
+                      f"cancelled in BSS, {product.platform} switched it off", brk, clr)
         return True
 
     # --- charges ------------------------------------------------------------------------
@@ -417,7 +414,7 @@ class Lookalikes:
             self.sys.refund(sub, charge_id, amount)
 
         self._episode(start, sub, rule, charge_id, kind, delivery,
-                      self._how(kind, f"{what}, refunded", "within the lateness"), brk, clr,
+                      f"{what}, refunded", brk, clr,
                       after)
 
     def _cancelled_still_charged(self, t: int, kind: str, delivery: str) -> bool:
@@ -475,11 +472,8 @@ class Lookalikes:
         def clr(at: int) -> None:
             self.sys.grant_credited(sub, gid)
 
-        if kind == "same_instant":
-            how = "billing reported the balance and credited the grant exactly at its due time"
-        else:
-            how = self._how(kind, "billing credited the grant",
-                            "after its due time, within the lateness")
+        how = ("grant due: billing reported the balance and credited it" if kind == "same_instant"
+               else "billing credited the grant after its due time")
         self._episode(due, sub, "grant-not-credited", gid, kind, delivery, how, brk, clr,
                       mark_now=True)
         return True
