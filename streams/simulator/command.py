@@ -193,6 +193,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if skipped:
         print(f"note: {skipped} planned faults found no free subscriber; use more "
               "--subscribers or fewer --faults-per-rule", file=sys.stderr)
+    skipped = sum(s["lookalikes"]["skipped"].values())
+    if skipped:
+        print(f"note: {skipped} planned look-alikes found no free subscriber; use more "
+              "--subscribers or a lower --lookalike-rate", file=sys.stderr)
     return 130 if result.interrupted else 0
 
 

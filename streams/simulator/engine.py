@@ -3,9 +3,11 @@
 Every generator is an *action* ``fn(t, *args)`` scheduled at a simulated time; it emits
 events stamped ``t`` and schedules follow-ups. Popping the heap in time order makes the
 stream event-time ordered by construction, so the few out-of-order events are exactly the
-ones deliberately held back (``late_rate``) or resent (``duplicate_rate``), and both are
-listed in the truth summary. ``invalid_rate`` adds a broken copy next to a valid event
-(never instead of it), so dead letters do not change any subscriber's state.
+ones deliberately held back (``late_rate``, and look-alikes' clearing reports through
+:meth:`Engine.hold_back`) or resent (``duplicate_rate``), and both are listed in the truth
+summary. ``invalid_rate`` adds a broken copy next to a valid event (never instead of it),
+so dead letters do not change any subscriber's state. While ``exact`` is set (look-alikes),
+emitted events get no noise at all.
 
 No Kafka here: the engine yields batches of ``(topic, key, value, event_time_ms)``.
 """
