@@ -84,6 +84,13 @@ def register(sub: Any, common: Any) -> None:
                    help="share of subscribers complaining per horizon (default 0.02)")
     g.add_argument("--churn-share", type=float, default=0.003,
                    help="share of subscribers porting out per horizon (default 0.003)")
+    g.add_argument("--lookalike-rate", type=float, default=1.0,
+                   help="benign look-alikes per injected fault, per rule: conditions that "
+                   "clear within the grace period (or the lateness), same-instant "
+                   "reversals, clearing reports sent out of order (default 1.0)")
+    g.add_argument("--lateness", type=float, default=2.0,
+                   help="allowed lateness in seconds the look-alikes are made for; must "
+                   "match the worker's FORESIGHT_TIMER_LATENESS_MS (default 2)")
     common(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -116,14 +123,16 @@ def config_from(args: argparse.Namespace, speed: float) -> SimConfig:
         horizon = estimate_horizon(args.subscribers, speed=speed, rate=args.rate,
                                    duration_s=args.duration, events=args.events,
                                    faults_per_rule=round(args.faults_per_rule
-                                                         * args.fault_scale))
+                                                         * args.fault_scale),
+                                   lookalike_rate=args.lookalike_rate)
     return SimConfig(
         seed=args.seed, subscribers=args.subscribers, start_ms=parse_start(args.start),
         horizon_s=horizon, bootstrap=not args.no_bootstrap, invalid_rate=args.invalid_rate,
         late_rate=args.late_rate, late_max_s=args.late_max,
         duplicate_rate=args.duplicate_rate, faults_per_rule=args.faults_per_rule,
         fault_scale=args.fault_scale, complaint_share=args.complaint_share,
-        churn_share=args.churn_share)
+        churn_share=args.churn_share, lookalike_rate=args.lookalike_rate,
+        lateness_s=args.lateness)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -184,6 +193,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if skipped:
         print(f"note: {skipped} planned faults found no free subscriber; use more "
               "--subscribers or fewer --faults-per-rule", file=sys.stderr)
+    skipped = sum(s["lookalikes"]["skipped"].values())
+    if skipped:
+        print(f"note: {skipped} planned look-alikes found no free subscriber; use more "
+              "--subscribers or a lower --lookalike-rate", file=sys.stderr)
     return 130 if result.interrupted else 0
 
 

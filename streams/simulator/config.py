@@ -32,6 +32,11 @@ class SimConfig:
     fault_scale: float = 1.0
     complaint_share: float = 0.02
     churn_share: float = 0.003
+    #: Look-alikes (benign, must not alert) per injected fault, per rule.
+    lookalike_rate: float = 1.0
+    #: The workers' allowed lateness (FORESIGHT_TIMER_LATENESS_MS), in seconds: look-alikes
+    #: of grace-0 rules clear well inside it, out-of-order reports stay well inside it.
+    lateness_s: float = 2.0
     max_event_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
@@ -47,6 +52,8 @@ class SimConfig:
             (0 <= self.fault_scale <= 100, "--fault-scale must be within [0, 100]"),
             (0 <= self.complaint_share <= 0.5, "--complaint-share must be within [0, 0.5]"),
             (0 <= self.churn_share <= 0.2, "--churn-share must be within [0, 0.2]"),
+            (0 <= self.lookalike_rate <= 100, "--lookalike-rate must be within [0, 100]"),
+            (0.05 <= self.lateness_s <= 600, "--lateness must be within [0.05, 600] seconds"),
         )
         for ok, message in checks:
             if not ok:
@@ -56,6 +63,16 @@ class SimConfig:
     def faults_per_epoch(self) -> int:
         """Injected faults per rule in each horizon (``--faults-per-rule`` x scale)."""
         return round(self.faults_per_rule * self.fault_scale)
+
+    @property
+    def lookalikes_per_epoch(self) -> int:
+        """Look-alikes per rule in each horizon (faults per epoch x ``--lookalike-rate``)."""
+        return round(self.faults_per_epoch * self.lookalike_rate)
+
+    @property
+    def lateness_ms(self) -> int:
+        """``--lateness`` in milliseconds."""
+        return round(self.lateness_s * 1000)
 
     def as_args(self) -> dict[str, Any]:
         """The config as plain data, for the truth header."""

@@ -3,9 +3,11 @@
 Every generator is an *action* ``fn(t, *args)`` scheduled at a simulated time; it emits
 events stamped ``t`` and schedules follow-ups. Popping the heap in time order makes the
 stream event-time ordered by construction, so the few out-of-order events are exactly the
-ones deliberately held back (``late_rate``) or resent (``duplicate_rate``), and both are
-listed in the truth summary. ``invalid_rate`` adds a broken copy next to a valid event
-(never instead of it), so dead letters do not change any subscriber's state.
+ones deliberately held back (``late_rate``, and look-alikes' clearing reports through
+:meth:`Engine.hold_back`) or resent (``duplicate_rate``), and both are listed in the truth
+summary. ``invalid_rate`` adds a broken copy next to a valid event (never instead of it),
+so dead letters do not change any subscriber's state. While ``exact`` is set (look-alikes),
+emitted events get no noise at all.
 
 No Kafka here: the engine yields batches of ``(topic, key, value, event_time_ms)``.
 """
@@ -63,6 +65,8 @@ class Engine:
         self.duplicate_count = 0
         self.invalid_count = 0
         self.finished = False
+        #: > 0 while an action must emit exactly what it says (look-alikes): no noise.
+        self.exact = 0
 
     # --- ids --------------------------------------------------------------------------
     def eid(self) -> str:
@@ -106,6 +110,10 @@ class Engine:
     def emit(self, topic: str, key: str | None, payload: dict[str, Any]) -> None:
         """Serialise one event stamped now; maybe also break, delay or duplicate it."""
         rec = (topic, key, orjson.dumps(payload), self.now)
+        if self.exact:
+            self.out.append(rec)
+            self.n_out += 1
+            return
         r = self.noise.random()
         if r >= self._p_any:
             self.out.append(rec)
@@ -132,6 +140,33 @@ class Engine:
             self.duplicate_count += 1
             if len(self.duplicate_ids) < MAX_LISTED_IDS:
                 self.duplicate_ids.append(payload["event_id"])
+
+    def mark(self) -> int:
+        """Position in the current action's output, for :meth:`clear_first` and
+        :meth:`hold_back` (records emitted since are ``out[mark:]``)."""
+        return len(self.out)
+
+    def clear_first(self, brk: int, clr: int) -> None:
+        """Deliver the records emitted since ``clr`` before those emitted in
+        ``[brk, clr)`` (same action, so same event time): the reverse delivery order."""
+        out = self.out
+        out[brk:] = out[clr:] + out[brk:clr]
+
+    def hold_back(self, since: int, release: int) -> list[str]:
+        """Send the records emitted since ``since`` late: after every record dated before
+        ``release`` (the mechanism of ``late_rate``); they are listed as out of order."""
+        held = self.out[since:]
+        del self.out[since:]
+        self.n_out -= len(held)
+        ids = []
+        for rec in held:
+            self._hold(release, rec)
+            self.late_count += 1
+            eid = orjson.loads(rec[2])["event_id"]
+            ids.append(eid)
+            if len(self.late_ids) < MAX_LISTED_IDS:
+                self.late_ids.append(eid)
+        return ids
 
     def _hold(self, release: int, rec: Record) -> None:
         self._seq += 1

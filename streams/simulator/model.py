@@ -10,6 +10,9 @@ action scheduled at the deadline.
 
 An interval is ``injected`` when a fault injector registered ``(rule, item)`` for the
 subscriber before causing it; everything else is the benign noise of the normal flow.
+A look-alike (``streams.simulator.lookalikes``) registers its key the same way, with the
+variant under ``"lookalike"``: it is written with ``must_fire: false`` even when it held
+for no time at all (a same-instant reversal), where other zero-length intervals are not.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from streams.simulator import catalog as cat
 from streams.simulator.clock import iso
 from streams.simulator.population import Sub
+from streams.simulator.truth import must_fire_ms
 from streams.simulator.truthlog import TruthLog
 
 CHARGE_RULES = ("charged-while-suspended", "charged-without-product", "cancelled-still-charged")
@@ -61,9 +65,13 @@ def conditions(sub: Sub) -> set[tuple[str, str | None]]:
 class Tracker:
     """Opens and closes condition intervals and writes them to the truth log."""
 
-    def __init__(self, truth: TruthLog) -> None:
+    def __init__(self, truth: TruthLog, lateness_ms: int = 2000) -> None:
         self.truth = truth
-        self.written: Counter[tuple[str, bool]] = Counter()
+        self.lateness_ms = lateness_ms
+        #: (rule, "injected" | "lookalike" | "transient") -> intervals written
+        self.written: Counter[tuple[str, str]] = Counter()
+        #: (rule, look-alike variant) -> look-alike intervals written
+        self.lookalikes: Counter[tuple[str, str]] = Counter()
 
     def check(self, sub: Sub, t: int) -> None:
         """Re-evaluate ``sub``'s status rules after an event at ``t``; open/close intervals."""
@@ -86,7 +94,7 @@ class Tracker:
         """End an interval at ``t`` (None: still open at the end of the run) and write it."""
         start = sub.open.pop(key)
         meta = sub.injected.pop(key, None)
-        if t is not None and t <= start:
+        if t is not None and t <= start and (meta is None or "lookalike" not in meta):
             return  # held for no time at all: invisible to any consumer
         self.write(sub, key, start, t, meta)
 
@@ -94,11 +102,25 @@ class Tracker:
               meta: dict[str, Any] | None) -> None:
         """One ``inconsistency`` truth line."""
         rule, item = key
-        self.written[(rule, meta is not None)] += 1
+        detail = dict(meta) if meta else {}
+        lookalike = detail.pop("lookalike", None)
+        if lookalike is not None:
+            # still open at the end: the run stopped before its clearing report
+            fire: bool | None = False if end is not None else None
+            self.written[(rule, "lookalike")] += 1
+            self.lookalikes[(rule, lookalike)] += 1
+        elif meta is not None:
+            # an injected fault is built to outlast grace + lateness; say so only if it did
+            fire = must_fire_ms(cat.GRACE_S[rule] * 1000, start, end, self.lateness_ms)
+            self.written[(rule, "injected")] += 1
+        else:
+            fire = None    # natural: decided from the interval's length (truth.must_fire)
+            self.written[(rule, "transient")] += 1
         self.truth.write({
             "type": "inconsistency", "rule": rule, "subscriber_id": sub.sid, "item": item,
             "start": iso(start), "end": iso(end) if end is not None else None,
-            "injected": meta is not None, "detail": meta or {},
+            "injected": meta is not None, "detail": detail,
+            "must_fire": fire, "lookalike": lookalike,
         })
 
     def refund(self, sub: Sub, charge_id: str, t: int) -> None:
@@ -110,7 +132,9 @@ class Tracker:
     def has_open_fault(self, sub: Sub, t: int) -> bool:
         """An injected fault has outlived its grace: the audit should be alerting by now."""
         for key, start in sub.open.items():
-            if key in sub.injected and start + cat.GRACE_S[key[0]] * 1000 + 60_000 <= t:
+            meta = sub.injected.get(key)
+            if (meta is not None and "lookalike" not in meta
+                    and start + cat.GRACE_S[key[0]] * 1000 + 60_000 <= t):
                 return True
         return False
 

@@ -77,16 +77,18 @@ def future_allowance_s(speed: float, duration_s: float | None) -> int | None:
 
 
 def estimate_horizon(subscribers: int, *, speed: float, rate: float, duration_s: float | None,
-                     events: int | None, faults_per_rule: int) -> float:
+                     events: int | None, faults_per_rule: int,
+                     lookalike_rate: float = 0.0) -> float:
     """Simulated seconds the run will cover, so injections can be spread over it.
 
     With ``--events`` the fixed cost of the injections themselves (roughly 70 records per
-    planned fault and story) is taken off first, then 20% margin, so the planned faults
-    fall inside the run even when the population is small.
+    planned fault and story, 10 per look-alike) is taken off first, then 20% margin, so
+    the planned faults fall inside the run even when the population is small.
     """
     per_s = expected_events_per_hour(subscribers) / 3600
     if events is not None:
-        fixed = 70 * (12 * faults_per_rule) + 6 * 0.03 * subscribers
+        fixed = ((70 + 10 * lookalike_rate) * (12 * faults_per_rule)
+                 + 6 * 0.03 * subscribers)
         return max(600.0, 0.8 * (events - fixed) / per_s)
     if duration_s is not None:
         if speed > 0:

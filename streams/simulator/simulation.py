@@ -25,6 +25,7 @@ from streams.simulator.engine import Engine, Record
 from streams.simulator.faults import Faults
 from streams.simulator.flows_activity import Activity
 from streams.simulator.flows_state import StateFlows
+from streams.simulator.lookalikes import KINDS, Lookalikes
 from streams.simulator.model import Tracker
 from streams.simulator.network import Network
 from streams.simulator.population import build_population
@@ -32,7 +33,9 @@ from streams.simulator.stories import Director
 from streams.simulator.systems import Systems
 from streams.simulator.truthlog import TruthLog
 
-TRUTH_VERSION = 1
+#: 2: ``must_fire`` and ``lookalike`` on inconsistencies, ``lateness_s`` and
+#: ``lookalike_rate`` in the header, look-alike counts in the summary.
+TRUTH_VERSION = 2
 
 
 class Simulation:
@@ -43,7 +46,7 @@ class Simulation:
         self.truth = truth
         self.pop = build_population(cfg.seed, cfg.subscribers)
         self.eng = eng = Engine(cfg, truth)
-        self.tracker = Tracker(truth)
+        self.tracker = Tracker(truth, cfg.lateness_ms)
         self.systems = Systems(eng, self.tracker)
         seed = cfg.seed
         self.flows = StateFlows(eng, self.systems, self.pop, random.Random(f"{seed}/state"))
@@ -51,8 +54,11 @@ class Simulation:
         self.network = Network(eng, self.pop, random.Random(f"{seed}/network"))
         self.faults = Faults(eng, self.systems, self.flows, self.pop,
                              random.Random(f"{seed}/faults"))
+        self.lookalikes = Lookalikes(eng, self.systems, self.pop,
+                                     random.Random(f"{seed}/lookalikes"))
         self.director = Director(eng, self.pop, self.flows, self.activity, self.network,
-                                 self.faults, random.Random(f"{seed}/stories"))
+                                 self.faults, random.Random(f"{seed}/stories"),
+                                 self.lookalikes)
         self.bootstrap_count = 0
         self._started = False
 
@@ -67,6 +73,7 @@ class Simulation:
             "late_rate": self.cfg.late_rate, "late_max_s": self.cfg.late_max_s,
             "duplicate_rate": self.cfg.duplicate_rate, "invalid_rate": self.cfg.invalid_rate,
             "event_id_prefix": f"{self.eng.tag}-", "args": args,
+            "lateness_s": self.cfg.lateness_s, "lookalike_rate": self.cfg.lookalike_rate,
         }
 
     def bootstrap(self) -> Iterator[list[Record]]:
@@ -99,9 +106,14 @@ class Simulation:
         self.tracker.finish(self.pop.subs)
         self.network.finish()
         eng = self.eng
-        injected = {rule: n for (rule, inj), n in sorted(self.tracker.written.items()) if inj}
-        transient = {rule: n for (rule, inj), n in sorted(self.tracker.written.items())
-                     if not inj}
+        written = sorted(self.tracker.written.items())
+        inconsistencies = {kind: {rule: n for (rule, k), n in written if k == kind}
+                           for kind in ("injected", "lookalike", "transient")}
+        variants: dict[str, dict[str, int]] = {}
+        for (rule, kind), n in sorted(self.tracker.lookalikes.items(),
+                                      key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
+            variants.setdefault(rule, {})[kind] = n
+        la = self.lookalikes
         summary = {
             "type": "summary",
             "end": iso(eng.now),
@@ -110,9 +122,13 @@ class Simulation:
             "run_records": eng.n_out,
             "topics": dict(sorted(topic_counts.items())),
             "truth": dict(sorted(self.truth.counts.items())),
-            "inconsistencies": {"injected": injected, "transient": transient},
+            "inconsistencies": inconsistencies,
             "faults": {"planned": dict(sorted(self.faults.planned.items())),
                        "skipped": dict(sorted(self.faults.skipped.items()))},
+            "lookalikes": {"planned": dict(sorted(la.planned.items())),
+                           "skipped": dict(sorted(la.skipped.items())),
+                           "missed": dict(sorted(la.missed.items())),
+                           "written": variants},
             "out_of_order": {"count": eng.late_count, "event_ids": eng.late_ids},
             "duplicates": {"count": eng.duplicate_count, "event_ids": eng.duplicate_ids},
             "invalid": eng.invalid_count,

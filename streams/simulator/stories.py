@@ -19,6 +19,7 @@ from streams.simulator.engine import Engine
 from streams.simulator.faults import Faults
 from streams.simulator.flows_activity import Activity
 from streams.simulator.flows_state import StateFlows
+from streams.simulator.lookalikes import Lookalikes
 from streams.simulator.network import Network
 from streams.simulator.population import Cell, Population, Sub, pick_where
 
@@ -47,7 +48,8 @@ class Director:
     """Plans epochs of ``horizon`` simulated seconds and runs the stories."""
 
     def __init__(self, eng: Engine, pop: Population, flows: StateFlows, activity: Activity,
-                 network: Network, faults: Faults, rng: random.Random) -> None:
+                 network: Network, faults: Faults, rng: random.Random,
+                 lookalikes: Lookalikes | None = None) -> None:
         self.eng = eng
         self.cfg = eng.cfg
         self.pop = pop
@@ -55,6 +57,7 @@ class Director:
         self.activity = activity
         self.network = network
         self.faults = faults
+        self.lookalikes = lookalikes
         self.rng = rng
         self.horizon = int(self.cfg.horizon_s * 1000)
         self.complainers: list[Sub] = []
@@ -77,6 +80,8 @@ class Director:
         for rule in cat.RULES:
             for when in self._spread(t, k, 0.03, 0.6) if k else ():
                 eng.at(when, self.faults.planned_inject, rule)
+        if self.lookalikes is not None:   # own random stream: the rest stays as it was
+            self.lookalikes.plan_epoch(t, self.horizon)
         cells = max(2, round(0.04 * len(self.pop.cells)))
         for when in self._spread(t, cells, 0.01, 0.45):
             eng.at(when, self.network.degrade, self.horizon)

@@ -3,9 +3,9 @@
 Evaluators of later capabilities (cross-system audit, propensity models, contact policy,
 network care) score themselves against these records::
 
-    from streams.simulator.truth import Inconsistency, load_truth
-    faults = [r for r in load_truth("truth.jsonl")
-              if isinstance(r, Inconsistency) and r.injected]
+    from streams.simulator.truth import Inconsistency, load_truth, must_fire
+    truth = [r for r in load_truth("truth.jsonl") if isinstance(r, Inconsistency)]
+    alerting = [r for r in truth if must_fire(r, lateness_ms=2000)]
 
 Times are zoned ISO strings in event time. The first line is a :class:`RunHeader`, the
 last a :class:`Summary` (absent only if the run was killed); see docs/simulator.md.
@@ -13,6 +13,7 @@ last a :class:`Summary` (absent only if the run was killed); see docs/simulator.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,10 @@ RuleId = Literal[
 ]
 #: Event-time grace period of each audit rule, in seconds (0: the condition is the alert).
 GRACE_SECONDS: dict[str, int] = dict(GRACE_S)
+#: Benign look-alikes of a fault (``Inconsistency.lookalike``), see docs/simulator.md.
+LookalikeKind = Literal["clears_within_grace", "same_instant", "clears_out_of_order"]
+LOOKALIKE_KINDS: tuple[str, ...] = ("clears_within_grace", "same_instant",
+                                    "clears_out_of_order")
 
 PrecursorKind = Literal[
     "dropped_calls", "regulator_call", "hotline_calls", "bill_shock", "audit_fault",
@@ -61,10 +66,18 @@ class RunHeader(_Truth):
     invalid_rate: float
     event_id_prefix: str
     args: dict[str, Any]
+    #: The allowed lateness the run was made for (``--lateness``; absent before version 2).
+    lateness_s: float | None = None
+    lookalike_rate: float | None = None
 
 
 class Inconsistency(_Truth):
-    """An interval during which one audit rule's condition held for one subscriber."""
+    """An interval during which one audit rule's condition held for one subscriber.
+
+    ``must_fire`` (truth version 2): true for injected faults (they outlast the grace
+    period plus the allowed lateness), false for look-alikes (``lookalike`` names the
+    variant); null for natural intervals and in older files: use :func:`must_fire`.
+    """
 
     type: Literal["inconsistency"]
     rule: RuleId
@@ -74,6 +87,8 @@ class Inconsistency(_Truth):
     end: AwareDatetime | None
     injected: bool
     detail: dict[str, Any]
+    must_fire: bool | None = None
+    lookalike: LookalikeKind | None = None
 
     @property
     def grace_s(self) -> int:
@@ -83,6 +98,52 @@ class Inconsistency(_Truth):
     def duration_s(self) -> float | None:
         """How long the condition held (None while still open at the end)."""
         return None if self.end is None else (self.end - self.start).total_seconds()
+
+
+def must_fire_ms(grace_ms: int, start_ms: int, end_ms: int | None,
+                 lateness_ms: int) -> bool | None:
+    """Should an interval alert, from its length alone (see :func:`must_fire`).
+
+    >>> must_fire_ms(300_000, 0, None, 2000), must_fire_ms(300_000, 0, 302_001, 2000)
+    (True, True)
+    >>> must_fire_ms(300_000, 0, 300_000, 2000), must_fire_ms(300_000, 0, 301_000, 2000)
+    (False, None)
+    >>> must_fire_ms(0, 0, 2000, 2000), must_fire_ms(0, 0, 2001, 2000)
+    (False, True)
+    """
+    if end_ms is None:
+        return True
+    held = end_ms - start_ms
+    if held > grace_ms + lateness_ms:
+        return True
+    if held <= (grace_ms or lateness_ms):
+        return False
+    return None
+
+
+def must_fire(rec: Inconsistency, lateness_ms: int) -> bool | None:
+    """Must the audit alert on ``rec``, for workers with this allowed lateness?
+
+    The explicit ``must_fire`` when the record has one (truth version 2: injected faults
+    true, look-alikes false). Otherwise (older truth files, natural intervals): True if
+    the condition held longer than the grace period plus ``lateness_ms`` or is still open
+    at the end of the run, False if it held no longer than the grace period (for grace-0
+    rules: no longer than ``lateness_ms``), None (undecidable) in between.
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> t0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    >>> rec = Inconsistency(type="inconsistency", rule="product-not-provisioned",
+    ...                     subscriber_id="S1", item="vas-news", start=t0,
+    ...                     end=t0 + timedelta(minutes=10, seconds=1), injected=False, detail={})
+    >>> must_fire(rec, 2000) is None, must_fire(rec, 500)
+    (True, True)
+    >>> must_fire(rec.model_copy(update={"must_fire": False}), 500)
+    False
+    """
+    if rec.must_fire is not None:
+        return rec.must_fire
+    end = None if rec.end is None else round((rec.end - rec.start) / timedelta(milliseconds=1))
+    return must_fire_ms(rec.grace_s * 1000, 0, end, lateness_ms)
 
 
 class Precursor(BaseModel):

@@ -170,14 +170,14 @@ def test_each_rule_has_enough_injected_faults_outliving_grace(run: Run) -> None:
             by_rule.setdefault(r.rule, []).append(r)
     assert len(by_rule) == 12
     for rule, items in by_rule.items():
-        injected = [r for r in items if r.injected]
+        injected = [r for r in items if r.injected and not r.lookalike]
         assert len(injected) >= 20, rule
         fixed = [r for r in injected if r.end is not None]
         assert fixed, f"{rule}: no injected fault was fixed"
         for r in injected:
             assert r.end is None or r.start < r.end
-            assert r.end is None or r.duration_s() > r.grace_s, r
-            assert r.detail["fault_id"]
+            assert r.end is None or r.duration_s() > r.grace_s + 2, r   # + the lateness
+            assert r.detail["fault_id"] and r.must_fire is True
 
 
 def test_benign_inconsistencies_are_shorter_than_grace(run: Run) -> None:
