@@ -159,6 +159,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       str(args.subscribers), "--speed", str(args.speed), "--rate", "0",
                       "--duration", str(args.duration), "--faults-per-rule",
                       str(args.faults_per_rule), "--truth", str(truth_path),
+                      # look-alikes of for: 0s rules clear within half the lateness the
+                      # worker allows: tell the simulator what that is
+                      "--lateness", f"{settings.timer_lateness_ms / 1000:g}",
                       *(["--invalid-rate", str(args.invalid_rate)]
                         if args.invalid_rate is not None else [])],
                      env, run_dir / "simulator.log")

@@ -148,7 +148,8 @@ def must_fire(t: Any, grace_ms: int, lateness_ms: int) -> bool | None:
     """Whether truth ``t`` must raise an alert: True, False, or None (either is right).
 
     The simulator's explicit ``must_fire`` wins; older truth files and natural intervals
-    are judged by how long the condition held.
+    are judged by how long the condition held against the *evaluated* catalog's grace
+    (:func:`streams.simulator.truth.must_fire_ms`).
 
     >>> from types import SimpleNamespace as NS
     >>> from datetime import datetime, timedelta
@@ -162,14 +163,10 @@ def must_fire(t: Any, grace_ms: int, lateness_ms: int) -> bool | None:
     explicit = getattr(t, "must_fire", None)
     if explicit is not None:
         return bool(explicit)
-    if t.end is None:
-        return True
-    held = _ms(t.end) - _ms(t.start)
-    if held > grace_ms + lateness_ms:
-        return True
-    if held <= max(grace_ms, lateness_ms if grace_ms == 0 else 0):
-        return False
-    return None
+    from streams.simulator.truth import must_fire_ms  # one rule for simulator and scorer
+
+    return must_fire_ms(grace_ms, _ms(t.start), None if t.end is None else _ms(t.end),
+                        lateness_ms)
 
 
 def score(
