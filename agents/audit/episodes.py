@@ -36,7 +36,8 @@ DEFAULT_RESOLVED_SUMMARY = Template.parse("Cleared at {ended} after {since_ago}.
                                           resolved=True)
 #: A hint's title when the rule has no ``title`` annotation, by kind.
 DEFAULT_TITLE = {HintKind.KNOWN_FAULT: "已知故障处理中", HintKind.SERVICE_REMINDER: "服务提醒"}
-#: How long a hint stays on agents' screens after it was written, unless a newer record of
+#: How long a hint stays on agents' screens after the instant it is about (event time, so a
+#: replay writes the same expiry as the live run), unless a newer record of
 #: the same hint replaces it first. An open finding's hint is replaced when it is fixed (the
 #: resolved record), so its expiry only bounds a hint whose resolution never came (a lost
 #: subscriber, a rule changed under it); a closed one is worth showing for the customer's
@@ -161,12 +162,12 @@ class Emitter:
             if ended is not None:
                 progress = (text("resolved")
                             or DEFAULT_RESOLVED.render(vals, unknown=None))
-                expires = now + self.resolved_hint_ttl
+                expires = _dt(t) + self.resolved_hint_ttl
             else:
                 # 'resolution' was the hint's progress before 'progress' existed
                 progress = text("progress") or (text("resolution") if "progress" not in notes
                                                  else "")
-                expires = now + self.hint_ttl
+                expires = _dt(t) + self.hint_ttl
             out.append(Output(AGENT_HINTS, sid, AgentHint(
                 hint_id=fp, sequence=ep["sequence"], subscriber_id=sid, msisdn_masked=msisdn,
                 kind=kind, active=ended is None, title=text("title") or DEFAULT_TITLE[kind],

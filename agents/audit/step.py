@@ -134,7 +134,7 @@ class Audit:
                  reads: Mapping[str, State | None]) -> Result:
         if not state:
             return _NOTHING
-        run = _Run(self, key, state["episodes"], ctx)
+        run = _Run(self, key, state["episodes"], ctx, reads.get(VIEW))
         run.decide(max(ctx.clock_ms, now_ms + ctx.lateness_ms))
         return run.result(state)
 
@@ -172,8 +172,9 @@ class _Run:
     """The lifecycle changes of one subscriber for one event or timer."""
 
     def __init__(self, step: Audit, sid: str, episodes: dict[str, Any],
-                 ctx: EventContext) -> None:
+                 ctx: EventContext, view: State | None = None) -> None:
         self.step = step
+        self.view = view
         self.catalog = step.catalog
         self.sid = sid
         self.episodes = episodes
@@ -333,7 +334,18 @@ class _Run:
 
     # --- decisions at the watermark ------------------------------------------------------
     def _fire(self, key: str, rule: Rule, ep: dict[str, Any]) -> None:
-        """Pending -> firing at its ``due`` instant (whenever the watermark passes it)."""
+        """Pending -> firing at its ``due`` instant (whenever the watermark passes it).
+
+        The texts' values are taken again from the view as the watermark leaves it: a fact
+        reported at the same instant as the one that opened the episode (billing's arrears
+        just after BSS's suspension) is known by now, and a script should not leave it out.
+        """
+        if self.view is not None:
+            cat = self.catalog
+            item = split_key(key)[1]
+            fresh = capture(self.view, rule.each, item, rule.capture, cat.names, cat.offset_min)
+            ep["vars"] = {k: v if v is not None else ep["vars"].get(k)
+                          for k, v in fresh.items()}
         at = ep.pop("due")
         held = at - ep["since"]
         step = sum(1 for after, _ in rule.escalate if held >= after)

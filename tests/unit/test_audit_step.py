@@ -95,7 +95,6 @@ def _run(events: list[dict], batch: int) -> list[dict]:
     for o in out:
         o.pop("detected_at", None)
         o.pop("created_at", None)
-        o.pop("expires_at", None)   # created_at + a TTL: wall clock too
     return sorted(out, key=lambda o: orjson.dumps(o, option=orjson.OPT_SORT_KEYS))
 
 
