@@ -175,7 +175,7 @@ def score(
     grace_ms: Mapping[str, int],
     *,
     horizon_end_ms: int,
-    margin_ms: int,
+    margin_ms: int | Mapping[str, int],
     lateness_ms: int,
     clock: ClockIndex | None = None,
     hints: Iterable[HintSeen] = (),
@@ -183,6 +183,7 @@ def score(
 ) -> dict[str, RuleScore]:
     """Per-rule scores; ``truth`` holds the simulator's ``Inconsistency`` records."""
     scores = {rule: RuleScore() for rule in grace_ms}
+    margins = margin_ms if isinstance(margin_ms, Mapping) else dict.fromkeys(grace_ms, margin_ms)
     expected: dict[tuple[str, str, str | None, int], Any] = {}
     lookalike: set[tuple[str, str, str | None, int]] = set()
     undecided: set[tuple[str, str, str | None, int]] = set()
@@ -193,7 +194,7 @@ def score(
         due = start + grace_ms[t.rule]
         key = (t.rule, t.subscriber_id, t.item, start)
         must = must_fire(t, grace_ms[t.rule], lateness_ms)
-        if must is None or due + lateness_ms > horizon_end_ms - margin_ms:
+        if must is None or due + lateness_ms > horizon_end_ms - margins[t.rule]:
             undecided.add(key)
             continue
         if not must:
@@ -228,7 +229,7 @@ def score(
                 delay = max(0.0, a.arrival_ms - passed)
                 s.delays_ms.append(delay)
                 s.slowest.append((delay, a.subscriber, due, passed, a.arrival_ms))
-        if t.end is not None and _ms(t.end) + lateness_ms <= horizon_end_ms - margin_ms:
+        if t.end is not None and _ms(t.end) + lateness_ms <= horizon_end_ms - margins[a.rule]:
             s.resolved_expected += 1
             r = resolved.get(fp)
             if r is not None and r.ends_ms == _ms(t.end):
@@ -299,14 +300,20 @@ def targets(scores: Mapping[str, RuleScore], *, lateness_ms: int, recall: float 
     """Every missed target, as a sentence naming the rule and the figure (empty: all met).
 
     >>> s = {"a": RuleScore(expected=10, alerts=10, matched=10, delays_ms=[500.0]),
-    ...      "b": RuleScore(expected=10, alerts=11, matched=9, hints_withdrawn_early=1)}
+    ...      "b": RuleScore(expected=10, alerts=11, matched=9, hints_withdrawn_early=1),
+    ...      "c": RuleScore()}
     >>> for line in targets(s, lateness_ms=2_000): print(line)
     b: recall 90.00% < 99.50%
     b: precision 81.82% < 99.50%
     b: 1 hints withdrawn within their settle time (target 0)
+    c: no fault was decided in this run (run longer, or inject more faults): nothing to judge
     """
     missed = []
     for rule, s in sorted(scores.items()):
+        if not s.expected:
+            missed.append(f"{rule}: no fault was decided in this run (run longer, or inject "
+                          "more faults): nothing to judge")
+            continue
         if s.recall < recall:
             missed.append(f"{rule}: recall {s.recall:.2%} < {recall:.2%}")
         if s.precision < precision:
