@@ -79,6 +79,7 @@ def test_any_record_is_a_dead_letter_or_processed_and_none_stops_the_worker(
                               incremental_configs=[raised])
     for fut in admin.incremental_alter_configs([resource]).values():
         fut.result(30)
+    _wait_for_topic_config(admin, resource.name, "max.message.bytes", str(10 * 1024 * 1024))
     sid, clock_sid = "S10000077", "S10000078"  # outside the workload's subscribers
     ok = orjson.loads(_state("activated", sid, T0)[2])
     poison_sizes = [700_000, 800_000, 990_000, 1_000_000, 5_000_000]
@@ -253,3 +254,17 @@ def test_worker_resumes_by_itself_after_the_broker_was_down(
     errors = worker.log_lines("ERROR")
     assert len(errors) <= 40 + down_s // 2, f"{len(errors)} ERROR lines:\n" + "\n".join(errors[:50])
     assert_exactly_once(settings, sent, STEPS)
+
+
+def _wait_for_topic_config(admin: AdminClient, topic: str, name: str, value: str) -> None:
+    """A config change is applied by the broker after the controller committed it: wait
+    until the broker reports it (a 5 MB record produced at once was refused in one CI run)."""
+    deadline = time.monotonic() + 30
+    while True:
+        res = ConfigResource("topic", topic)
+        entry = admin.describe_configs([res])[res].result(30).get(name)
+        if entry is not None and entry.value == value:
+            time.sleep(1.0)  # the partition's log picks it up in the same metadata publish
+            return
+        assert time.monotonic() < deadline, f"{topic}: {name} still {entry and entry.value}"
+        time.sleep(0.2)
