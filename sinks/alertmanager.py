@@ -140,6 +140,7 @@ class AlertmanagerSink:
         self._producer: Any = None
         self._throttle = Throttle(60.0)
         self.accepted_posts = 0
+        self._failing_since: float | None = None
 
     # --- Kafka ---------------------------------------------------------------------------
     def _kafka(self) -> dict[str, Any]:
@@ -338,10 +339,14 @@ class AlertmanagerSink:
             self._commit(outcome.commit)
         else:
             self.metrics.retries.labels(SINK).inc()
+            if self._failing_since is None:
+                self._failing_since = now
             if self._throttle.allow(("post", reason)):
+                held = self._throttle.released
                 log.warning("Alertmanager did not accept %d alerts (HTTP %s: %s); trying again "
-                            "in %.1fs (%d similar in the last minute)", len(alerts), status or "-",
-                            text[:200], outcome.retry_in or 0.0, self._throttle.released)
+                            "in %.1fs%s", len(alerts), status or "-", text[:200],
+                            outcome.retry_in or 0.0,
+                            f" ({held} similar failures in the last minute)" if held else "")
 
     def _resend(self) -> None:
         now = self.clock()
@@ -368,6 +373,10 @@ class AlertmanagerSink:
                         status or "-", text[:200])
 
     def _success(self, n: int, kind: str) -> None:
+        if self._failing_since is not None:
+            log.warning("Alertmanager accepts again after %.1fs of failures; %d records "
+                        "queued", self.clock() - self._failing_since, len(self.outbox))
+            self._failing_since = None
         self.accepted_posts += 1
         self.metrics.sent.labels(SINK, kind).inc(n)
         self.metrics.last_success.labels(SINK).set(time.time())
