@@ -24,6 +24,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.outputs import Alert
+from streams.retry import retry_transient
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration.harness import FORESIGHT, ROOT, free_port, read_topic, wait_until
@@ -123,7 +124,8 @@ def committed(settings: Settings, group: str) -> dict[int, int]:
     try:
         topic = settings.topic("alerts")
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        got = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        got = retry_transient(lambda: c.committed([TopicPartition(topic, p) for p in parts],
+                                                  timeout=10), what="committed offsets")
         return {tp.partition: tp.offset for tp in got}
     finally:
         c.close()
