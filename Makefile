@@ -48,13 +48,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not integration" --doctest-modules agents schemas streams tests
+	$(BIN)/pytest -q -m "not integration" --doctest-modules agents schemas streams sinks tests
 
 integration: install ops-packages
 	$(BIN)/pytest -q -m integration tests
 
 test: install ops-packages lint
-	$(BIN)/pytest -q --doctest-modules agents schemas streams tests
+	$(BIN)/pytest -q --doctest-modules agents schemas streams sinks tests
 
 demo: install
 	$(BIN)/foresight demo --duration $(DURATION)

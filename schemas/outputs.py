@@ -161,6 +161,7 @@ class DeadLetterReason(StrEnum):
     MISSING_KEY = "missing_key"    # no Kafka key: the record's partition says nothing of its owner
     KEY_MISMATCH = "key_mismatch"  # keyed by another subscriber/cell/line than its payload names
     EVENT_TIME_OUT_OF_BOUNDS = "event_time_out_of_bounds"  # too far in the future, or before the floor
+    DELIVERY_FAILED = "delivery_failed"  # a sink's destination rejected an output for good (4xx)
 
 
 class DeadLetter(OutboundModel):

@@ -132,6 +132,14 @@ def run_demo(args: argparse.Namespace) -> int:
         worker = _spawn([FORESIGHT, "worker"], env, run_dir / "worker.log")
         procs.append(worker)
         _wait_ready(worker, port, run_dir / "worker.log")
+        from sinks.alertmanager_local import alert_count, start_alertmanager_and_sink
+
+        am_procs, am_url = start_alertmanager_and_sink(run_dir, env, _free_port(), port,
+                                                       run_dir / "sink.log")
+        procs.extend(am_procs)
+        if am_url:
+            print(f"demo: alerts go to Alertmanager, UI at {am_url} while the demo runs",
+                  file=sys.stderr)
         truth = run_dir / "truth.jsonl"
         sim = _spawn([FORESIGHT, "simulate", "--rate", str(args.rate), "--duration",
                       str(args.duration), "--subscribers", str(args.subscribers), "--speed",
@@ -166,6 +174,9 @@ def run_demo(args: argparse.Namespace) -> int:
         ok = produced is not None and done == produced
         print(f"demo: {'OK' if ok else 'INCOMPLETE'}: {done:.0f} of {produced} produced records "
               f"processed and committed; ground truth in {truth}")
+        if am_url:
+            print(f"demo: Alertmanager UI {am_url} ({alert_count(am_url)} active alerts; it "
+                  "stops with the demo)")
         return 0 if ok else 1
     finally:
         for proc in reversed(procs):
