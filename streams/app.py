@@ -251,6 +251,8 @@ def create_app(
             metrics.audit_open.labels(rule).set(0)
         runner.recount_open_episodes(mine)
 
+    restored: dict[str, tuple[int, float]] = {}  # per table: what the counters already have
+
     def before_scrape() -> None:
         """Gauges that are cheaper to read when Prometheus asks than to keep current."""
         if isinstance(app.packer, PackerProcess):
@@ -258,7 +260,13 @@ def create_app(
         if app.packer is not None:
             metrics.set_consumer_lag(app.packer.partition_lag())
         for name, table in tables.items():
-            metrics.state_keys.labels(name).set(table.data.key_count())
+            store = table.data
+            metrics.state_keys.labels(name).set(store.key_count())
+            n, secs = restored.get(name, (0, 0.0))
+            if store.restored_records > n or store.restore_seconds > secs:
+                metrics.restore_records.labels(name).inc(store.restored_records - n)
+                metrics.restore_seconds.labels(name).inc(store.restore_seconds - secs)
+                restored[name] = (store.restored_records, store.restore_seconds)
         blocked = app.committer.blocked_since
         metrics.commit_blocked.set(0.0 if blocked is None else time.monotonic() - blocked)
 
