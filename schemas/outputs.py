@@ -58,6 +58,12 @@ class Alert(OutboundModel):
     ends_at: AwareDatetime | None = None
     detected_at: AwareDatetime
     evidence: dict[str, str] = Field(default_factory=dict)
+    #: Event time at which this update was decided: the partition's event-time clock when
+    #: the watermark passed the decision instant. ``decided_at - starts_at`` of the first
+    #: update is the time to detect (grace period + watermark wait), meaningful for replays
+    #: and simulations too, unlike ``detected_at`` (wall clock). Optional: absent from
+    #: alerts written before it existed.
+    decided_at: AwareDatetime | None = None
 
 
 class HintKind(StrEnum):

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -250,11 +251,26 @@ def create_app(
             metrics.audit_open.labels(rule).set(0)
         runner.recount_open_episodes(mine)
 
-    def sync_packer() -> None:
+    restored: dict[str, tuple[int, float]] = {}  # per table: what the counters already have
+
+    def before_scrape() -> None:
+        """Gauges that are cheaper to read when Prometheus asks than to keep current."""
         if isinstance(app.packer, PackerProcess):
             app.packer.sync()
+        if app.packer is not None:
+            metrics.set_consumer_lag(app.packer.partition_lag())
+        for name, table in tables.items():
+            store = table.data
+            metrics.state_keys.labels(name).set(store.key_count())
+            n, secs = restored.get(name, (0, 0.0))
+            if store.restored_records > n or store.restore_seconds > secs:
+                metrics.restore_records.labels(name).inc(store.restored_records - n)
+                metrics.restore_seconds.labels(name).inc(store.restore_seconds - secs)
+                restored[name] = (store.restored_records, store.restore_seconds)
+        blocked = app.committer.blocked_since
+        metrics.commit_blocked.set(0.0 if blocked is None else time.monotonic() - blocked)
 
-    register_metrics_page(app, metrics.registry, before=sync_packer)
+    register_metrics_page(app, metrics.registry, before=before_scrape)
 
     @app.page("/progress")
     async def progress(web: Any, request: Any) -> Any:
@@ -276,8 +292,9 @@ def create_app(
             metrics.packer_records.labels(topic).inc(n)
             metrics.packer_envelopes.inc()
 
-        thread = PackerThread(lambda: make_packer(settings, count, worker_id,
-                                                  on_lag=thread.set_lag))
+        thread = PackerThread(lambda: make_packer(
+            settings, count, worker_id, on_lag=thread.set_lag,
+            on_partition_lag=thread.set_partition_lag))
         app.packer = thread
     elif settings.packer == "process":
         app.packer = PackerProcess(
@@ -301,7 +318,8 @@ async def _commit(app: ForesightApp) -> None:
 
 
 def make_packer(settings: Settings, on_envelope: Any = None,
-                worker_id: str | None = None, *, on_lag: Any = None) -> Packer:
+                worker_id: str | None = None, *, on_lag: Any = None,
+                on_partition_lag: Any = None) -> Packer:
     """The packing front stage for every input topic."""
     real = {settings.topic(t): t for t in INPUT_TOPICS}
     consumer = {"session.timeout.ms": str(int(settings.session_timeout_s * 1000))}
@@ -320,6 +338,7 @@ def make_packer(settings: Settings, on_envelope: Any = None,
         max_record_bytes=settings.max_event_bytes,
         on_envelope=on_envelope,
         on_lag=on_lag,
+        on_partition_lag=on_partition_lag,
     )
 
 

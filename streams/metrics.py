@@ -8,10 +8,14 @@ first scrape instead of a gap. Tests pass their own ``CollectorRegistry``.
 
 from __future__ import annotations
 
+import bisect
+import threading
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 from schemas.outputs import DeadLetterReason
 from schemas.registry import CONTRACTS, INPUT_TOPICS, OUTPUT_TOPICS
@@ -23,6 +27,59 @@ disable_created_metrics()
 STALL_COMPONENTS = ("commit", "packer", "broker", "consumer")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: a live worker commits in tens of ms; a backlog shows up as seconds to minutes
+PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+                      10.0, 30.0, 60.0, 300.0)
+#: grace periods run from 0 s to hours; the watermark adds the lateness (2 s by default)
+DETECT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 86400)
+
+
+class WeightedHistogram(Collector):
+    """A label-less histogram that takes many equal observations in one call.
+
+    ``prometheus_client``'s ``Histogram.observe`` takes one value at a time; the worker
+    observes the latency of an envelope's records once per envelope (weight = its record
+    count) so the cost stays per envelope, not per record. Exposed exactly like a
+    ``Histogram`` (``_bucket{le}``, ``_count``, ``_sum``), so ``histogram_quantile`` works.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = sorted(float(b) for b in buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, value: float, weight: int = 1) -> None:
+        """Record ``weight`` observations of ``value``."""
+        if weight <= 0:
+            return
+        i = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            self._counts[i] += weight
+            self._sum += value * weight
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, acc = [], 0
+        for bound, n in zip([*self.bounds, float("inf")], counts, strict=True):
+            acc += n
+            cumulative.append((_le(bound), acc))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative,
+                                    sum_value=total)
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
+def _le(bound: float) -> str:
+    """The ``le`` label as ``prometheus_client`` writes it (``0.05``, ``1.0``, ``+Inf``)."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 def kinds_of(topic: str) -> list[str]:
@@ -80,10 +137,12 @@ class Metrics:
         self.commit_seconds = Histogram(
             "foresight_commit_duration_seconds", "Time to encode and commit one transaction.",
             buckets=_LATENCY_BUCKETS, registry=r)
-        self.latency = Histogram(
+        self.latency = WeightedHistogram(
             "foresight_processing_latency_seconds",
-            "From an input record's Kafka timestamp to the commit of its effects.",
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "Per input record (valid or dead letter): from its Kafka timestamp on the input "
+            "topic to the commit of the transaction holding its effects (observed per "
+            "envelope, weighted by its records, at the envelope's mean timestamp).",
+            PROCESSING_BUCKETS, registry=r)
         self.restore_records = Counter(
             "foresight_restore_records_total", "Changelog records read while restoring state.",
             ["table"], registry=r)
@@ -91,7 +150,10 @@ class Metrics:
             "foresight_restore_duration_seconds_total", "Time spent restoring state.",
             ["table"], registry=r)
         self.state_keys = Gauge(
-            "foresight_state_keys", "Keys held locally, by table.", ["table"], registry=r)
+            "foresight_state_keys",
+            "Committed keys in the local store of each table (partitions this worker owns), "
+            "counted at scrape time; RocksDB stores report RocksDB's estimate.",
+            ["table"], registry=r)
         self.packer_records = Counter(
             "foresight_packer_records_total", "Input records packed into envelopes.",
             ["topic"], registry=r)
@@ -113,6 +175,16 @@ class Metrics:
             "foresight_input_lag_records",
             "Input records the packer has not consumed yet (its assigned partitions).",
             registry=r)
+        self.consumer_lag = Gauge(
+            "foresight_consumer_lag_records",
+            "Records of an input partition this worker's packer owns that are not yet handed "
+            "over durably: high watermark minus the packer group's committed offset (what "
+            "kafka-consumer-groups shows as LAG for <app id>-packer).",
+            ["topic", "partition"], registry=r)
+        self.commit_blocked = Gauge(
+            "foresight_commit_blocked_seconds",
+            "How long the transaction being committed has been retried (0 when commits "
+            "succeed): broker outages, fencing.", registry=r)
         self.packed_lag = Gauge(
             "foresight_packed_lag_envelopes",
             "Envelopes on the packed topic this worker has not fetched yet.", registry=r)
@@ -127,9 +199,11 @@ class Metrics:
             ["rule"], registry=r)
         self.audit_time_to_detect = Histogram(
             "foresight_audit_time_to_detect_seconds",
-            "From the start of an inconsistency (event time) to its alert (wall clock): the "
-            "grace period plus the detection delay, by rule.", ["rule"],
-            buckets=(1, 10, 60, 300, 600, 1800, 3600, 7200, 14400, 86400), registry=r)
+            "Event time from the start of an inconsistency (starts_at) to the decision to fire "
+            "its alert (decided_at: the partition's event-time clock then): the rule's grace "
+            "period plus the watermark's wait (lateness, and the next event on a quiet "
+            "partition), by rule. Independent of replay speed and consumer lag.", ["rule"],
+            buckets=DETECT_BUCKETS, registry=r)
         for rule in rules:
             for transition in ("fired", "escalated", "resolved", "expired"):
                 self.audit_alerts.labels(rule, transition)
@@ -150,3 +224,19 @@ class Metrics:
             for m in (self.state_updates, self.changelog_records, self.restore_records,
                       self.restore_seconds, self.state_keys):
                 m.labels(table)
+        self._lag_series: set[tuple[str, str]] = set()
+        self._lag_lock = threading.Lock()
+
+    def set_consumer_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Set ``foresight_consumer_lag_records`` to exactly the partitions in ``lag``.
+
+        Partitions the packer no longer owns lose their series (another worker reports
+        them now), so ``sum by (topic)`` over all workers never counts one twice.
+        """
+        want = {(topic, str(p)): n for (topic, p), n in lag.items()}
+        with self._lag_lock:
+            for gone in self._lag_series - want.keys():
+                self.consumer_lag.remove(*gone)
+            for labels, n in want.items():
+                self.consumer_lag.labels(*labels).set(n)
+            self._lag_series = set(want)

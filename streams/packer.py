@@ -82,6 +82,7 @@ class Packer:
         max_record_bytes: int = 64 * 1024,
         on_envelope: Callable[[str, int], None] | None = None,
         on_lag: Callable[[int], None] | None = None,
+        on_partition_lag: Callable[[dict[tuple[str, int], int]], None] | None = None,
         commit_interval_s: float = 1.0,
     ) -> None:
         self.inputs = list(inputs)
@@ -93,6 +94,7 @@ class Packer:
         self.linger = linger_ms / 1000.0
         self.on_envelope = on_envelope
         self.on_lag = on_lag
+        self.on_partition_lag = on_partition_lag
         self.commit_interval = commit_interval_s
         self._throttle = Throttle(60.0)
         self._failed: str | None = None
@@ -125,6 +127,9 @@ class Packer:
         self._open: dict[tuple[str, int], _Open] = {}
         self._delivered: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
+        #: the group's committed offset (next to read) of partitions this packer has not
+        #: committed yet, fetched once after they are assigned (consumer lag)
+        self._base: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         self.records = 0
         self.envelopes = 0
@@ -228,13 +233,42 @@ class Packer:
         except Exception:  # an unusable consumer shows up in run() soon
             return
         lag = 0
+        marks = {}
         for tp in positions:
-            _lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
+            lo, hi = self._consumer.get_watermark_offsets(tp, cached=True)
+            marks[(tp.topic, tp.partition)] = (lo, hi)
             if hi >= 0 and tp.offset >= 0:
                 lag += max(0, hi - tp.offset)
             elif hi > 0:
                 lag += 1  # not fetched yet: something may be waiting
         self.on_lag(lag)
+        if self.on_partition_lag is not None:
+            self.on_partition_lag(self._partition_lag(marks))
+
+    def _partition_lag(self, marks: dict[tuple[str, int], tuple[int, int]]
+                       ) -> dict[tuple[str, int], int]:
+        """High watermark minus the group's committed offset, per assigned partition
+        (logical topic names); partitions whose high watermark is not known yet are left
+        out. Uses cached watermarks; one committed-offsets request per new assignment."""
+        unknown = [TopicPartition(t, p) for (t, p) in marks
+                   if (t, p) not in self._committed and (t, p) not in self._base]
+        if unknown:
+            try:
+                for tp in self._consumer.committed(unknown, timeout=2.0):
+                    lo = marks[(tp.topic, tp.partition)][0]
+                    # no committed offset: the group starts at the beginning (earliest)
+                    self._base[(tp.topic, tp.partition)] = (tp.offset if tp.offset >= 0
+                                                            else max(lo, 0))
+            except Exception as exc:  # the broker is away: try again at the next report
+                log.debug("committed offsets not available yet: %s", exc)
+        out: dict[tuple[str, int], int] = {}
+        for (topic, p), (_lo, hi) in marks.items():
+            done = self._committed.get((topic, p))
+            start = done + 1 if done is not None else self._base.get((topic, p))
+            if hi < 0 or start is None:
+                continue
+            out[(self.logical.get(topic, topic), p)] = max(0, hi - start)
+        return out
 
     def _emit_aged(self, now: float) -> None:
         aged = [tp for tp, buf in self._open.items() if now - buf.started >= self.linger]
@@ -307,6 +341,7 @@ class Packer:
         for tp in tps:
             self._delivered.pop(tp, None)
             self._committed.pop(tp, None)
+            self._base.pop(tp, None)
 
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -316,6 +351,7 @@ class Packer:
             self._open.pop(tp, None)
             self._delivered.pop(tp, None)
             self._committed.pop(tp, None)
+            self._base.pop(tp, None)
 
 
 class PackerProcess:
@@ -339,6 +375,10 @@ class PackerProcess:
         self.worker_id = worker_id
         self.topics = list(topics)
         self._counts = self._ctx.Array("q", len(self.topics) + 2, lock=False)
+        #: consumer lag per (topic, partition), topic-major; -1: not assigned to this packer
+        self.partitions = int(settings.partitions)
+        self._lag = self._ctx.Array("q", len(self.topics) * self.partitions, lock=False)
+        self._lag[:] = [-1] * len(self._lag)
         self._seen = [0] * (len(self.topics) + 1)
         self._on_counts = on_counts
         self._on_envelopes = on_envelopes
@@ -347,7 +387,8 @@ class PackerProcess:
 
     def _new(self) -> Any:
         return self._ctx.Process(target=_child_main, name="foresight-packer", daemon=True,
-                                 args=(self.settings, self.worker_id, self.topics, self._counts))
+                                 args=(self.settings, self.worker_id, self.topics, self._counts,
+                                       self._lag))
 
     def start(self) -> None:
         self._proc.start()
@@ -359,6 +400,7 @@ class PackerProcess:
             return
         self._proc.close()
         self._counts[len(self.topics) + 1] = 0
+        self._lag[:] = [-1] * len(self._lag)
         self._proc = self._new()
         self.start()
 
@@ -376,6 +418,13 @@ class PackerProcess:
     def lag(self) -> int:
         """Input records waiting for the packer, as the child last measured them."""
         return int(self._counts[len(self.topics) + 1])
+
+    def partition_lag(self) -> dict[tuple[str, int], int]:
+        """Consumer lag per (topic, partition) the child owns, as it last measured it."""
+        lag = self._lag[:]
+        n = self.partitions
+        return {(topic, p): lag[i * n + p] for i, topic in enumerate(self.topics)
+                for p in range(n) if lag[i * n + p] >= 0}
 
     def sync(self) -> None:
         """Copy the child's counts into the worker's metrics (call it now and then)."""
@@ -406,7 +455,8 @@ class PackerProcess:
 EXIT_PACKER_FAILED = 3
 
 
-def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any) -> None:
+def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any,
+                lags: Any) -> None:
     import ctypes
     import signal
     import sys
@@ -426,6 +476,16 @@ def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any) -
     def on_lag(n: int) -> None:
         counts[envelopes + 1] = n
 
+    parts = len(lags) // max(1, len(topics))
+
+    def on_partition_lag(lag: dict[tuple[str, int], int]) -> None:
+        values = [-1] * len(lags)
+        for (topic, p), n in lag.items():
+            i = index.get(topic)
+            if i is not None and p < parts:  # more partitions than configured: not shown
+                values[i * parts + p] = n
+        lags[:] = values
+
     from streams.app import make_packer
     from streams.logs import install
 
@@ -433,7 +493,8 @@ def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any) -
                         format="%(asctime)s %(levelname)s packer: %(message)s")
     install()
     try:
-        make_packer(settings, on_envelope, worker_id, on_lag=on_lag).run(
+        make_packer(settings, on_envelope, worker_id, on_lag=on_lag,
+                    on_partition_lag=on_partition_lag).run(
             stop, stop_timeout=settings.shutdown_timeout_s / 2)
     except PackerFailed as exc:
         log.error("%s; exiting so the worker starts a new packer", exc)
@@ -453,6 +514,7 @@ class PackerThread:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lag = 0
+        self._partition_lag: dict[tuple[str, int], int] = {}
         self._packed_before = 0
         self.starts = 0
 
@@ -489,6 +551,12 @@ class PackerThread:
 
     def lag(self) -> int:
         return self._lag
+
+    def set_partition_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        self._partition_lag = lag
+
+    def partition_lag(self) -> dict[tuple[str, int], int]:
+        return dict(self._partition_lag) if self.alive() else {}
 
     def packed(self) -> int:
         return self._packed_before + (self.packer.records if self.packer else 0)

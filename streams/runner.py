@@ -40,6 +40,9 @@ class UnitRunner:
         self.metrics = metrics
         self.max_pending_events = max_pending_events
         self._acks: list[tuple[Any, Any]] = []
+        #: (records, sum of their Kafka timestamps in ms) per envelope fed since the last
+        #: snapshot: their latency is observed once the transaction holding them commits
+        self._fed: list[tuple[int, int]] = []
         self._lock = asyncio.Lock()
         #: set when something was fed since the last commit: the commit loop sleeps on it
         self.work = asyncio.Event()
@@ -79,6 +82,8 @@ class UnitRunner:
             m.duplicates.labels(topic).inc(n)
             self.skipped += n
         self.events += stats.records
+        if stats.records:
+            self._fed.append((stats.records, stats.timestamp_sum_ms))
 
     def should_commit_now(self) -> bool:
         return self.unit.pending() >= self.max_pending_events
@@ -94,6 +99,7 @@ class UnitRunner:
                 log.debug("%d timers fired on idle partitions", fired)
             commit = self.unit.snapshot()
             acks, self._acks = self._acks, []
+            fed, self._fed = self._fed, []
             self.work.clear()
             if commit is not None:
                 self.in_flight = commit.events
@@ -102,7 +108,7 @@ class UnitRunner:
                 finally:
                     self.in_flight = 0
                 self.unit.complete(commit, offsets)
-                self._observe(commit, started)
+                self._observe(commit, started, fed)
             for stream, event in acks:
                 await stream.ack(event)
             self.last_commit_monotonic = time.monotonic()
@@ -128,15 +134,19 @@ class UnitRunner:
             self.closed = True
             self.committer.abandon()
 
-    def _observe(self, commit: Commit, started: float) -> None:
+    def _observe(self, commit: Commit, started: float, fed: list[tuple[int, int]]) -> None:
         m = self.metrics
         self.commits += 1
         m.commits.inc()
         m.committed_records.inc(commit.events)
         self.committed_records += commit.events
         m.commit_seconds.observe(time.perf_counter() - started)
-        if commit.oldest_timestamp_ms is not None:
-            m.latency.observe(max(0.0, time.time() - commit.oldest_timestamp_ms / 1000.0))
+        # per record, observed per envelope: its n records at their mean Kafka timestamp
+        # (the sum of their latencies is exact; a record's bucket is off by at most the
+        # envelope's spread of timestamps, about the linger while the worker keeps up)
+        committed_ms = time.time() * 1000.0
+        for n, ts_sum in fed:
+            m.latency.observe(max(0.0, (committed_ms - ts_sum / n) / 1000.0), n)
         for table, n in commit.updates.items():
             m.state_updates.labels(table).inc(n)
         for (table, _p), records in commit.changelog.items():
@@ -160,8 +170,12 @@ class UnitRunner:
         elif alert.sequence == 1:
             m.audit_alerts.labels(rule, "fired").inc()
             m.audit_open.labels(rule).inc()
-            m.audit_time_to_detect.labels(rule).observe(
-                max(0.0, (alert.detected_at - alert.starts_at).total_seconds()))
+            # event time only: the instant the watermark decided (grace + watermark wait)
+            # minus the episode's start; detected_at (wall clock) minus starts_at (event
+            # time) would measure the replay's age, not the audit
+            if alert.decided_at is not None:
+                m.audit_time_to_detect.labels(rule).observe(
+                    max(0.0, (alert.decided_at - alert.starts_at).total_seconds()))
         else:
             m.audit_alerts.labels(rule, "escalated").inc()
 

@@ -125,8 +125,13 @@ class Emitter:
 
     def emit(self, rule: Rule | None, rule_id: str, sid: str, item: str, ep: Mapping[str, Any],
              t: int, now: datetime, *, ended: int | None = None,
-             hint: bool = True) -> list[Output]:
-        """Alert and/or hint for the episode's current ``sequence`` (resolved if ``ended``)."""
+             hint: bool = True, decided: int | None = None) -> list[Output]:
+        """Alert and/or hint for the episode's current ``sequence`` (resolved if ``ended``).
+
+        ``decided`` is the partition's event-time clock when the update was decided (the
+        alert's ``decided_at``): ``decided - since`` is the time to detect in event time,
+        the same in a live run, a replay and an accelerated simulation.
+        """
         notify = ep.get("notify", ())
         fp = fingerprint(rule_id, sid, item, ep["since"])
         vals = self.values(rule, ep, item, t, ended)
@@ -151,6 +156,7 @@ class Emitter:
                 systems=list(rule.systems) if rule else [], labels=labels,
                 annotations=annotations, starts_at=_dt(ep["since"]),
                 ends_at=_dt(ended) if ended is not None else None, detected_at=now,
+                decided_at=_dt(decided) if decided is not None else None,
                 evidence={k: expand(v) for k, v in ep.get("evidence", {}).items()})))
         if "agent" in notify and hint:
             kind = hint_kind("technician" in notify)

@@ -180,6 +180,8 @@ class _Run:
         self.episodes = episodes
         self.now = ctx.now
         self.lateness = ctx.lateness_ms
+        #: the partition's event-time clock when this run decides (stamped ``decided_at``)
+        self.clock = ctx.clock_ms
         self.outputs: list[Output] = []
         self.changed = False
 
@@ -236,6 +238,7 @@ class _Run:
         One at a time, earliest first, because a decision creates the next (firing makes
         the hint and the escalations due) and may make another moot (a resolve).
         """
+        self.clock = clock
         order = {"fire": 0, "hint": 1, "escalate": 2, "resolve": 3}
         while True:
             best: tuple[int, int, str, str] | None = None
@@ -265,6 +268,10 @@ class _Run:
             else:
                 self._resolve(key, rule, ep)
 
+    def _emit(self, *args: Any, **kwargs: Any) -> list[Output]:
+        """The emitter's records, stamped with this run's event-time decision instant."""
+        return self.step.emitter.emit(*args, decided=self.clock or None, **kwargs)
+
     # --- what events change --------------------------------------------------------------
     def judge(self, rule: Rule, item: str, raw: Any, cond: bool, now: int, env: Env) -> None:
         key = episode_key(rule.id, item)
@@ -292,7 +299,7 @@ class _Run:
             rule_id, item = split_key(key)
             ep["sequence"] += 1
             t = max(ep["fired_at"], ep["since"])
-            self.outputs += self.step.emitter.emit(None, rule_id, self.sid, item, ep, t,
+            self.outputs += self._emit(None, rule_id, self.sid, item, ep, t,
                                                    self.now, ended=t, hint=ep.get("hinted", True))
 
     def expire(self, key: str, rule: Rule, now: int) -> None:
@@ -305,7 +312,7 @@ class _Run:
         item = split_key(key)[1]
         ended = max(now, ep["since"])
         note = EXPIRED_NOTE.format(item=item)
-        for out in self.step.emitter.emit(rule, rule.id, self.sid, item, ep, ended, self.now,
+        for out in self._emit(rule, rule.id, self.sid, item, ep, ended, self.now,
                                           ended=ended, hint=ep.get("hinted", True)):
             if isinstance(out.value, Alert):
                 out = Output(out.topic, out.key, out.value.model_copy(
@@ -361,13 +368,13 @@ class _Run:
         ep["hinted"] = True
         self.changed = True
         at = ep["since"] + max(rule.for_ms, self.settle(rule))
-        self.outputs += [o for o in self.step.emitter.emit(
+        self.outputs += [o for o in self._emit(
             rule, rule.id, self.sid, split_key(key)[1], ep, at, self.now)
             if o.topic == AGENT_HINTS]
 
     def _alert(self, rule: Rule, key: str, ep: dict[str, Any], at: int,
                ended: int | None = None) -> list[Output]:
-        return [o for o in self.step.emitter.emit(rule, rule.id, self.sid, split_key(key)[1],
+        return [o for o in self._emit(rule, rule.id, self.sid, split_key(key)[1],
                                                   ep, at, self.now, ended=ended,
                                                   hint=ep.get("hinted", True))
                 if o.topic != AGENT_HINTS or ep.get("hinted", True)]
@@ -392,6 +399,6 @@ class _Run:
             return
         ep["severity"] = severity
         ep["sequence"] += 1
-        self.outputs += [o for o in self.step.emitter.emit(
+        self.outputs += [o for o in self._emit(
             rule, rule.id, self.sid, split_key(key)[1], ep, ep["since"] + after, self.now,
             hint=False) if o.topic != AGENT_HINTS]

@@ -95,6 +95,9 @@ def _run(events: list[dict], batch: int) -> list[dict]:
     for o in out:
         o.pop("detected_at", None)
         o.pop("created_at", None)
+        # the event-time clock when the watermark decided: a later report delivered first
+        # moves the clock further, so the decision is the same but taken at a later clock
+        o.pop("decided_at", None)
     return sorted(out, key=lambda o: orjson.dumps(o, option=orjson.OPT_SORT_KEYS))
 
 
