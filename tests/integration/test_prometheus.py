@@ -37,6 +37,7 @@ from tests.integration.harness import (
     wait_until,
     workload,
 )
+from tests.ops_helpers import dashboard_queries
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +215,16 @@ def test_prometheus_scrapes_the_worker_and_promql_answers(isolated: Settings,
         assert {"foresight-worker", "foresight-alert-delivery"} <= groups
         firing = [a for a in prom.api("alerts")["alerts"] if a["state"] == "firing"]
         assert firing == [], firing
+        # every Grafana panel's query runs without error against this Prometheus, and
+        # those about the worker have data (not the sink's, which this test does not run,
+        # nor commit retries, labelled by error: a healthy worker has none)
+        empty = []
+        no_data_expected = ("foresight_sink_", "foresight_commit_retries_total")
+        for q in dashboard_queries():
+            data = prom.api("query", query=q.expr)  # asserts status "success"
+            if not data["result"] and not any(m in q.expr for m in no_data_expected):
+                empty.append(f"panel {q.panel_id} {q.panel_title!r} {q.ref_id}: {q.expr}")
+        assert empty == [], "\n".join(empty)
     finally:
         prom.stop()
         worker.stop()
