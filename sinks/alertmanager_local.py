@@ -33,7 +33,8 @@ HOW_TO_GET_IT = ("demo: Prometheus Alertmanager not found at /usr/bin/prometheus
 
 
 def start_alertmanager_and_sink(run_dir: Path, env: dict[str, str], port: int, web_port: int,
-                                log: Path) -> tuple[list[subprocess.Popen], str | None]:
+                                log: Path, metrics_port: int = 0,
+                                ) -> tuple[list[subprocess.Popen], str | None]:
     """Start Alertmanager on 127.0.0.1:``port`` and ``foresight sink alertmanager`` for it.
 
     Returns the processes (for the caller to stop) and the UI's URL, or ([], None) when
@@ -64,7 +65,7 @@ def start_alertmanager_and_sink(run_dir: Path, env: dict[str, str], port: int, w
                 f"http://127.0.0.1:{web_port}/subscribers/{{subscriber_id}}"}
     with open(log, "ab") as out:
         sink = subprocess.Popen([foresight, "sink", "alertmanager", "--url", url,
-                                 "--metrics-port", "0"], env=sink_env, stdout=out,
+                                 "--metrics-port", str(metrics_port)], env=sink_env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     return [am, sink], url
 

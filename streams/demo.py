@@ -133,13 +133,21 @@ def run_demo(args: argparse.Namespace) -> int:
         procs.append(worker)
         _wait_ready(worker, port, run_dir / "worker.log")
         from sinks.alertmanager_local import alert_count, start_alertmanager_and_sink
+        from sinks.prometheus_local import start_prometheus
 
+        sink_port = _free_port()
         am_procs, am_url = start_alertmanager_and_sink(run_dir, env, _free_port(), port,
-                                                       run_dir / "sink.log")
+                                                       run_dir / "sink.log", sink_port)
         procs.extend(am_procs)
         if am_url:
             print(f"demo: alerts go to Alertmanager, UI at {am_url} while the demo runs",
                   file=sys.stderr)
+        prom_procs, prom_url = start_prometheus(run_dir, _free_port(), port,
+                                                sink_port if am_url else None, am_url)
+        procs.extend(prom_procs)
+        if prom_url:
+            print(f"demo: Prometheus scrapes the worker{' and the sink' if am_url else ''}, "
+                  f"UI at {prom_url} (try foresight_input_events_total)", file=sys.stderr)
         truth = run_dir / "truth.jsonl"
         sim = _spawn([FORESIGHT, "simulate", "--rate", str(args.rate), "--duration",
                       str(args.duration), "--subscribers", str(args.subscribers), "--speed",
@@ -177,6 +185,9 @@ def run_demo(args: argparse.Namespace) -> int:
         if am_url:
             print(f"demo: Alertmanager UI {am_url} ({alert_count(am_url)} active alerts; it "
                   "stops with the demo)")
+        if prom_url:
+            print(f"demo: Prometheus UI {prom_url}/graph (worker and sink metrics, Foresight's "
+                  "own alerting rules; it stops with the demo; --keep leaves the run folder)")
         return 0 if ok else 1
     finally:
         for proc in reversed(procs):
