@@ -146,10 +146,10 @@ def parse_fakesmsc(output: str) -> list[Sms]:
     a "message" of its own (a real SMSC link carries it inside the SMS): a line that is
     not ``<digits number type ...`` continues the previous text.
 
-    >>> parse_fakesmsc("Got message 1: <10086 +86138 text hello there>\n"
-    ...                "Got message 2: <1. second line>\n"
+    >>> parse_fakesmsc("Got message 1: <10086 +86138 text hello there>\\n"
+    ...                "Got message 2: <1. second line>\\n"
     ...                "Got message 3: <10086 +86139 ucs-2 %00h%00i>")
-    [Sms(sender='10086', to='+86138', text='hello there\n1. second line', parts=1), \
+    [Sms(sender='10086', to='+86138', text='hello there\\n1. second line', parts=1), \
 Sms(sender='10086', to='+86139', text='hi', parts=1)]
     """
     out: list[Sms] = []
