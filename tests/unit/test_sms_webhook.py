@@ -377,3 +377,27 @@ def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret" not in repr(c)
     with pytest.raises(ValueError, match="host:port"):
         SmsWebhookConfig(listen="9097x")
+
+
+def test_compose_service_and_alertmanager_receiver_fit_together() -> None:
+    """docker/compose.yaml's sms-webhook parses with the CLI, publishes nothing, mounts the
+    recipients file that exists and parses; Alertmanager's `sms` receiver posts to it."""
+    import yaml
+
+    from sinks.sms_recipients import parse_book
+    from tests.ops_helpers import ALERTMANAGER_CONFIG, DOCKER, load_compose
+
+    svc = load_compose()["services"]["sms-webhook"]
+    args = build_parser().parse_args(svc["command"])
+    assert args.func.__name__ == "cmd_sms_webhook" and args.listen == "0.0.0.0:9097"
+    assert "ports" not in svc
+    (mount,) = svc["volumes"]
+    source, target = mount.split(":")[:2]
+    assert target == args.recipients_file
+    book = parse_book(yaml.safe_load((DOCKER / source).read_text(encoding="utf-8")))
+    assert "sms" in book
+    am = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    (hook,) = {r["name"]: r for r in am["receivers"]}["sms"]["webhook_configs"]
+    parts = urllib.parse.urlsplit(hook["url"])
+    assert (parts.hostname, parts.port, parts.path) == ("sms-webhook", 9097, "/alertmanager")
+    assert hook["send_resolved"] is True
