@@ -31,7 +31,8 @@ examples:
 
 
 def register(sub: Any, common: Any) -> None:
-    p = sub.add_parser("sink", help="deliver output topics to the outside world (alertmanager)",
+    p = sub.add_parser("sink", help="deliver output topics to the outside world (alertmanager, "
+                       "sms-webhook)",
                        description="Run a sink: one process delivering one output topic.")
     kinds = p.add_subparsers(dest="sink", required=True, metavar="SINK")
     a = kinds.add_parser("alertmanager", help="deliver alerts to Prometheus Alertmanager",
@@ -61,6 +62,7 @@ def register(sub: Any, common: Any) -> None:
                    "becomes a dead letter (default 3)")
     a.add_argument("--log-level", help="FORESIGHT_LOG_LEVEL (default warning)")
     a.set_defaults(func=cmd_alertmanager)
+    register_sms(kinds)
 
 
 def cmd_alertmanager(args: argparse.Namespace) -> int:
@@ -83,3 +85,66 @@ def cmd_alertmanager(args: argparse.Namespace) -> int:
     install()
     ensure_broker(settings)
     return run_sink(settings, config)
+
+
+SMS_DESCRIPTION = """\
+Receive Alertmanager webhook notifications (POST /alertmanager) and text each one as ONE
+SMS per recipient through Kannel's sendsms interface: status, alert count, rule, severity
+and the first summaries, phone numbers in the texts masked, cut to --max-segments parts
+(GSM-7 160/153 characters, UCS-2 for Chinese 70/67). Recipients: ?to=+86...,+86... in the
+webhook URL, or /alertmanager/<list>, or the receiver's name, looked up in
+--recipients-file (YAML list name -> numbers). Answers 2xx only once Kannel accepted every
+SMS, else 502 so Alertmanager retries. Metrics on the same port at /metrics.
+Routing, grouping, silences and quiet hours stay in Alertmanager. See docs/sms.md."""
+
+SMS_EXAMPLES = """\
+examples:
+  FORESIGHT_SMS_PASSWORD=secret foresight sink sms-webhook --listen 127.0.0.1:9097 \\
+    --kannel-url http://smsbox:13013/cgi-bin/sendsms --username foresight --sender 10086 \\
+    --recipients-file /etc/foresight/sms-recipients.yml
+"""
+
+
+def register_sms(kinds: Any) -> None:
+    s = kinds.add_parser("sms-webhook", help="Alertmanager webhook -> SMS through Kannel",
+                         description=SMS_DESCRIPTION, epilog=SMS_EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--listen", metavar="HOST:PORT",
+                   help="FORESIGHT_SMS_LISTEN (default 127.0.0.1:9097)")
+    s.add_argument("--kannel-url", help="Kannel sendsms URL (FORESIGHT_SMS_KANNEL_URL, default "
+                   "http://127.0.0.1:13013/cgi-bin/sendsms)")
+    s.add_argument("--username", help="Kannel sendsms-user (FORESIGHT_SMS_USERNAME)")
+    s.add_argument("--password", help="its password (FORESIGHT_SMS_PASSWORD: prefer the "
+                   "environment, a flag shows in ps)")
+    s.add_argument("--sender", help="from of the SMS (FORESIGHT_SMS_SENDER; default Kannel's "
+                   "default-sender)")
+    s.add_argument("--recipients-file", help="YAML: list name -> numbers "
+                   "(FORESIGHT_SMS_RECIPIENTS_FILE)")
+    s.add_argument("--max-segments", type=int, help="parts per SMS at most "
+                   "(FORESIGHT_SMS_MAX_SEGMENTS, default 3)")
+    s.add_argument("--prefix", help="first word of every SMS (FORESIGHT_SMS_PREFIX, default "
+                   "Foresight)")
+    s.add_argument("--dedup-window", type=float, metavar="SECONDS",
+                   help="do not text a number twice for the same notification within this "
+                   "(FORESIGHT_SMS_DEDUP_WINDOW_S, default 600; keep it below repeat_interval)")
+    s.add_argument("--log-level", help="FORESIGHT_LOG_LEVEL (default info: one line per "
+                   "notification)")
+    s.set_defaults(func=cmd_sms_webhook)
+
+
+def cmd_sms_webhook(args: argparse.Namespace) -> int:
+    import os
+
+    from sinks.sms_config import SmsWebhookConfig
+    from sinks.sms_webhook import run_webhook
+    from streams.logs import install
+
+    flags = {"listen": args.listen, "kannel_url": args.kannel_url, "username": args.username,
+             "password": args.password, "sender": args.sender,
+             "recipients_file": args.recipients_file, "max_segments": args.max_segments,
+             "prefix": args.prefix, "dedup_window_s": args.dedup_window}
+    config = SmsWebhookConfig(**{k: v for k, v in flags.items() if v is not None})
+    level = args.log_level or os.environ.get("FORESIGHT_LOG_LEVEL") or "info"
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install()
+    return run_webhook(config)
