@@ -7,7 +7,6 @@ Flags override ``FORESIGHT_ALERTMANAGER_*`` environment variables; the Kafka con
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 DESCRIPTION = """\
@@ -67,7 +66,7 @@ def cmd_alertmanager(args: argparse.Namespace) -> int:
     from sinks.alertmanager import run_sink
     from sinks.alertmanager_config import AlertmanagerSinkConfig
     from streams.cli import ensure_broker, settings_from
-    from streams.logs import install
+    from streams.logs import configure
 
     settings = settings_from(args, log_level=args.log_level)
     flags = {"url": args.url, "resend_interval_s": args.resend_interval,
@@ -78,8 +77,6 @@ def cmd_alertmanager(args: argparse.Namespace) -> int:
     given = {k: v for k, v in flags.items() if v is not None}
     # validated like the environment (model_copy would skip validation)
     config = AlertmanagerSinkConfig(**given)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install()
+    configure(settings, "sink-alertmanager")
     ensure_broker(settings)
     return run_sink(settings, config)
