@@ -266,6 +266,30 @@ class MaskFilter(logging.Filter):
         return True
 
 
+# --- levels --------------------------------------------------------------------------------
+#: Records a client logs above what they mean, by (logger, message template): each is a
+#: normal step of a healthy cluster, which the same client elsewhere logs at INFO.
+DEMOTED = {
+    # the way a group member learns of a rebalance (a worker joined or left); the Java
+    # client logs it at INFO ("Attempt to heartbeat failed since group is rebalancing").
+    # A rebalance that does not end shows as stalled on /health, logged by the worker.
+    ("aiokafka.consumer.group_coordinator",
+     "Heartbeat failed for group %s because it is rebalancing"): logging.INFO,
+}
+
+
+class DemoteFilter(logging.Filter):
+    """Logs the records listed in :data:`DEMOTED` at their real level (and drops them when
+    that is below the root logger's level), so a WARNING line is worth reading."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        level = DEMOTED.get((record.name, str(record.msg)))
+        if level is None or level >= record.levelno:
+            return True
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return level >= logging.getLogger().getEffectiveLevel()
+
+
 # --- set-up --------------------------------------------------------------------------------
 def worker_name(settings: Any) -> str:
     """The worker id a process logs with: ``FORESIGHT_WORKER_ID``, else host-web_port (what
@@ -275,15 +299,16 @@ def worker_name(settings: Any) -> str:
 
 def handler(settings: Any, component: str, *, stream: IO[str] | None = None,
             worker: str | None = None) -> logging.Handler:
-    """A stderr handler in ``settings.log_format`` with the repeat and mask filters.
+    """A stderr handler in ``settings.log_format`` with the level, repeat and mask filters.
 
-    The filters run in order: repeats are grouped by template before masking replaces the
-    template with the masked text.
+    The filters run in order: levels are corrected and repeats grouped by message template
+    before masking replaces the template with the masked text.
     """
     h = logging.StreamHandler(stream if stream is not None else sys.stderr)
     fmt: LogFormat = settings.log_format
     h.setFormatter(JsonFormatter(component, worker or worker_name(settings)) if fmt == "json"
                    else TextFormatter(component))
+    h.addFilter(DemoteFilter())
     h.addFilter(RepeatFilter())
     h.addFilter(MaskFilter())
     h.set_name(_HANDLER_NAME)

@@ -145,4 +145,27 @@ def test_handler_for_faust_worker_is_the_only_root_handler() -> None:
     assert cfg["root"] == {"level": "WARNING", "handlers": []}
     h = handler(Settings(), "worker", stream=io.StringIO(), worker="w1")
     assert isinstance(h.formatter, TextFormatter)
-    assert [type(f).__name__ for f in h.filters] == ["RepeatFilter", "MaskFilter"]
+    assert [type(f).__name__ for f in h.filters] == ["DemoteFilter", "RepeatFilter", "MaskFilter"]
+
+
+def test_a_rebalance_heartbeat_is_info_not_warning() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    buf = io.StringIO()
+    try:
+        configure(Settings(log_level="info"), "worker", stream=buf)
+        log = logging.getLogger("aiokafka.consumer.group_coordinator")
+        log.warning("Heartbeat failed for group %s because it is rebalancing", "fs")
+        log.warning("Heartbeat failed for group %s: generation id is not  current.", "fs")
+        lines = buf.getvalue().splitlines()
+        assert " INFO worker aiokafka.consumer.group_coordinator: Heartbeat failed for group " \
+            "fs because it is rebalancing" in lines[0]
+        assert " WARNING " in lines[1]  # a member that lost its generation still warns
+        buf.truncate(0)
+        buf.seek(0)
+        configure(Settings(log_level="warning"), "worker", stream=buf)
+        log.warning("Heartbeat failed for group %s because it is rebalancing", "fs")
+        assert buf.getvalue() == ""  # below the configured level once demoted
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
