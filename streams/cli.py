@@ -232,13 +232,23 @@ def _plugins() -> list[Callable[..., None]]:
     return regs
 
 
+def _logging_settings() -> Settings:
+    """The environment's settings, or the defaults when some variable is invalid: a command
+    that needs that variable reports it itself, one that does not (``schemas export``)
+    still runs."""
+    try:
+        return Settings()
+    except ValidationError:
+        return Settings.model_construct()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         # every command logs in FORESIGHT_LOG_FORMAT, masked; commands with a --log-level
         # flag configure again with it
-        configure_logging(Settings(), args.command)
+        configure_logging(_logging_settings(), args.command)
         return int(args.func(args) or 0)
     except ForesightError as exc:
         print(f"foresight: error: {exc}", file=sys.stderr)

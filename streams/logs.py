@@ -322,12 +322,14 @@ def configure(settings: Any, component: str, *, stream: IO[str] | None = None,
               worker: str | None = None) -> logging.Handler:
     """Route the root logger to one Foresight :func:`handler` at ``settings.log_level``.
 
-    Replaces what was there (``basicConfig``, an earlier call), so a command may call it
-    again after reading its own flags.
+    Replaces the handler of an earlier call, so a command may call it again after reading
+    its own flags; other handlers stay (a process starts with none; in-process tests keep
+    pytest's capture).
     """
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
     h = handler(settings, component, stream=stream, worker=worker)
     root.addHandler(h)
     root.setLevel(settings.log_level.upper())
