@@ -196,10 +196,11 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 #: A bare run of 11-15 digits, optionally after ``+``: a full phone number (MSISDN; an
 #: IMSI or IMEI too), whatever the text around it.
 PHONE = re.compile(r"(?<![0-9])\+?[0-9]{11,15}(?![0-9])")
-#: Fields that hold personal data in Foresight's events, in any ``key=value``,
-#: ``key: value``, ``"key": "value"`` or ``'key': 'value'`` spelling.
+#: Fields that hold personal data in Foresight's events (``msisdn``) or in an operator's
+#: systems, in any ``key=value``, ``key: value``, ``"key": "value"`` or ``'key': 'value'``
+#: spelling. Not ``address``: Kafka clients log broker addresses, which operators need.
 PERSONAL_FIELDS = ("msisdn", "phone", "phone_number", "imsi", "imei", "email",
-                   "customer_name", "id_number", "id_card", "address")
+                   "customer_name", "id_number", "id_card")
 #: ``name`` is personal in ``profile_changed`` events but also the name of every Faust
 #: agent, table and topic: only its quoted (JSON or dict repr) spelling is masked.
 _FIELD = re.compile(

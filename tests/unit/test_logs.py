@@ -104,6 +104,8 @@ def test_mask_catches(text: str, masked: str) -> None:
     "card 4111111111111111",                   # 16 digits: not a phone number (documented gap)
     "subscriber S00000001",                    # pseudonymous ids stay: operators act on them
     "agent name=subscriber-pipeline",          # bare name= is Faust's, not a person's
+    "broker address=127.0.0.1:19092",          # addresses are brokers' here
+    '{"msisdn_masked": "*******5678"}',        # already masked output field
     "TP(topic='foresight-unified-view-changelog', partition=3)",
 ])
 def test_mask_leaves(text: str) -> None:
