@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -35,7 +34,8 @@ from streams import faust_transport
 from streams.committer import CommitAbandoned, TransactionalCommitter
 from streams.decoding import TimeBounds
 from streams.errors import ConfigError
-from streams.logs import client_logging
+from streams.logs import client_logging, mode_logging_config, worker_name
+from streams.logs import handler as log_handler
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
@@ -144,7 +144,7 @@ def create_app(
     if create_topics:
         ensure_topics(settings, table_names)
 
-    worker_id = settings.worker_id or f"{socket.gethostname()}-{settings.web_port}"
+    worker_id = worker_name(settings)
     datadir = (settings.home / "state" / settings.app_id / worker_id).resolve()
     datadir.mkdir(parents=True, exist_ok=True)
     backend = "rocksdb" if settings.store.startswith("rocksdb") else "memory"
@@ -175,7 +175,14 @@ def create_app(
         producer_linger=0.002,
         processing_guarantee="at_least_once",
         stream_wait_empty=False,
+        stream_processing_timeout=settings.stream_processing_timeout_s,
+        broker_commit_livelock_soft_timeout=settings.stream_processing_timeout_s,
         broker_session_timeout=settings.session_timeout_s,
+        # Faust's worker (mode) replaces the root logger's handlers at start: hand it ours,
+        # so the worker logs like every other Foresight process (format, masking, and no
+        # colour codes: mode's own formatter colours stderr when *stdout* is a terminal)
+        logging_config=mode_logging_config(settings),
+        loghandlers=[log_handler(settings, "worker", worker=worker_id)],
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
     )
     app.settings = settings
@@ -191,9 +198,14 @@ def create_app(
             partitions=settings.partitions,
             key_type=bytes, value_type=bytes,
             store=f"foresight://{backend}",
+            # acks=False, as Faust's own tables declare their changelogs: no stream reads
+            # (and acknowledges) them, so Faust's stall monitor must not expect it to; with
+            # the default (True) it logged "Stream has not started processing" for every
+            # changelog partition every 2.5 s once up for stream_processing_timeout
             changelog_topic=app.topic(changelog_topic(settings, name),
                                       partitions=settings.partitions,
-                                      key_serializer="raw", value_serializer="raw"),
+                                      key_serializer="raw", value_serializer="raw",
+                                      acks=False),
         )
     unit = BatchUnit(steps, {n: t.data for n, t in tables.items()}, worker_id=worker_id,
                      max_event_bytes=settings.max_event_bytes,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from streams.errors import ForesightError
+from streams.logs import configure as configure_logging
 from streams.settings import Settings
 
 EPILOG = """\
@@ -126,8 +126,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log_level=args.log_level, packer="off" if args.no_packer else args.packer,
         commit_interval_ms=args.commit_interval_ms, batch_linger_ms=args.batch_linger_ms,
         batch_max_events=args.batch_max_events)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings, "worker")  # until Faust's worker takes over (run_worker)
     ensure_broker(settings)
     (run_reference_worker if args.reference else run_worker)(settings)
     return 0
@@ -141,7 +140,7 @@ def cmd_packer(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     settings = settings_from(args)
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings, "packer")
     ensure_broker(settings)
     ensure_topics(settings)
     stop = threading.Event()
@@ -233,10 +232,23 @@ def _plugins() -> list[Callable[..., None]]:
     return regs
 
 
+def _logging_settings() -> Settings:
+    """The environment's settings, or the defaults when some variable is invalid: a command
+    that needs that variable reports it itself, one that does not (``schemas export``)
+    still runs."""
+    try:
+        return Settings()
+    except ValidationError:
+        return Settings.model_construct()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # every command logs in FORESIGHT_LOG_FORMAT, masked; commands with a --log-level
+        # flag configure again with it
+        configure_logging(_logging_settings(), args.command)
         return int(args.func(args) or 0)
     except ForesightError as exc:
         print(f"foresight: error: {exc}", file=sys.stderr)

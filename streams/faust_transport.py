@@ -22,19 +22,6 @@ class _ReadCommittedThread(_aiokafka.AIOKafkaConsumerThread):
         consumer._isolation_level = "read_committed"
         return consumer
 
-    def verify_event_path(self, now: float, tp: Any) -> None:
-        """Faust's stall monitor, minus the partitions no stream reads.
-
-        Faust assigns every table's changelog partitions to the worker, but Foresight's
-        store restores them itself and no stream ever reads them; Faust's monitor then
-        calls them stuck, an ERROR every ~2.5 s once the worker has been up for
-        ``stream_processing_timeout`` (5 min). The worker's own health check
-        (:mod:`streams.health`) watches the packed topic instead.
-        """
-        if tp.topic.endswith("-changelog"):
-            return None
-        return super().verify_event_path(now, tp)
-
 
 class ReadCommittedConsumer(_aiokafka.Consumer):
     def _new_consumer_thread(self) -> Any:

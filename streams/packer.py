@@ -487,11 +487,11 @@ def _child_main(settings: Any, worker_id: str, topics: list[str], counts: Any,
         lags[:] = values
 
     from streams.app import make_packer
-    from streams.logs import install
+    from streams.logs import configure
 
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s packer: %(message)s")
-    install()
+    # a spawned child starts with no logging set up: the worker's format, filters and worker
+    # id, with "packer" as the component so its lines are told apart in a shared stderr
+    configure(settings, "packer", worker=worker_id)
     try:
         make_packer(settings, on_envelope, worker_id, on_lag=on_lag,
                     on_partition_lag=on_partition_lag).run(

@@ -191,4 +191,9 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
 def run_reference_worker(settings: Settings) -> None:
     """Run the reference worker until interrupted."""
     app = create_reference_app(settings)
+    from streams.logs import handler, mode_logging_config
+
+    # our handler instead of mode's (see streams.app.create_app)
+    app.conf.logging_config = mode_logging_config(settings)
+    app.conf.loghandlers = [handler(settings, "reference-worker")]
     faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()

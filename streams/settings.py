@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         "(FORESIGHT_API_TOKEN)",
     )
     log_level: str = Field(default="warning", description="FORESIGHT_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one plain line per record (no colour codes); json: one JSON object "
+        "per line with time (ISO 8601, UTC), level, logger, message, worker, component and "
+        "exception, for log shippers. Every process logs so: the worker, its packer child "
+        "and the other commands (FORESIGHT_LOG_FORMAT)",
+    )
 
     # --- processing unit ---------------------------------------------------------------
     batch_max_events: int = Field(
@@ -201,6 +208,14 @@ class Settings(BaseSettings):
         description="a worker stalled this long while the broker answers exits non-zero so its "
         "supervisor restarts it; while the broker is unreachable it waits for it instead "
         "(FORESIGHT_STALL_EXIT_S)",
+    )
+    stream_processing_timeout_s: float = Field(
+        default=300.0, ge=1.0,
+        description="Faust's own stall monitor (stream_processing_timeout and "
+        "broker_commit_livelock_soft_timeout): every 2.5 s it checks each assigned partition "
+        "and logs an ERROR for one fetched but not processed, or processed but not committed, "
+        "for this long; tests shorten it to reach the check in seconds "
+        "(FORESIGHT_STREAM_PROCESSING_TIMEOUT_S)",
     )
     shutdown_timeout_s: float = Field(
         default=10.0, ge=2.0, le=300.0,

@@ -7,7 +7,6 @@ Flags override ``FORESIGHT_ALERTMANAGER_*`` environment variables; the Kafka con
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 DESCRIPTION = """\
@@ -69,7 +68,7 @@ def cmd_alertmanager(args: argparse.Namespace) -> int:
     from sinks.alertmanager import run_sink
     from sinks.alertmanager_config import AlertmanagerSinkConfig
     from streams.cli import ensure_broker, settings_from
-    from streams.logs import install
+    from streams.logs import configure
 
     settings = settings_from(args, log_level=args.log_level)
     flags = {"url": args.url, "resend_interval_s": args.resend_interval,
@@ -80,9 +79,7 @@ def cmd_alertmanager(args: argparse.Namespace) -> int:
     given = {k: v for k, v in flags.items() if v is not None}
     # validated like the environment (model_copy would skip validation)
     config = AlertmanagerSinkConfig(**given)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install()
+    configure(settings, "sink-alertmanager")
     ensure_broker(settings)
     return run_sink(settings, config)
 
@@ -137,7 +134,8 @@ def cmd_sms_webhook(args: argparse.Namespace) -> int:
 
     from sinks.sms_config import SmsWebhookConfig
     from sinks.sms_webhook import run_webhook
-    from streams.logs import install
+    from streams.logs import configure, install
+    from streams.settings import Settings
 
     flags = {"listen": args.listen, "kannel_url": args.kannel_url, "username": args.username,
              "password": args.password, "sender": args.sender,
@@ -145,6 +143,7 @@ def cmd_sms_webhook(args: argparse.Namespace) -> int:
              "prefix": args.prefix, "dedup_window_s": args.dedup_window}
     config = SmsWebhookConfig(**{k: v for k, v in flags.items() if v is not None})
     level = args.log_level or os.environ.get("FORESIGHT_LOG_LEVEL") or "info"
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the one Foresight log format (text or FORESIGHT_LOG_FORMAT=json, masked, no colour)
+    configure(Settings(log_level=level), "sms-webhook")
     install()
     return run_webhook(config)

@@ -30,7 +30,6 @@ import faust
 from streams.errors import ForesightError
 from streams.faust_transport import consumer_lag
 from streams.health import Observation, Verdict, Watchdog
-from streams.logs import install as install_log_filter
 from streams.metrics import STALL_COMPONENTS
 
 log = logging.getLogger(__name__)
@@ -190,12 +189,8 @@ EXIT_SHUTDOWN_TIMEOUT = 75
 
 
 class ForesightWorker(faust.Worker):
-    """Faust's worker with repeated client log lines throttled and a bounded stop from the
-    first signal on."""
-
-    def on_setup_root_logger(self, logger: Any, level: int) -> None:
-        super().on_setup_root_logger(logger, level)
-        install_log_filter()
+    """Faust's worker with a bounded stop from the first signal on (its log handler, with
+    the repeat and mask filters, comes from :func:`streams.app.run_worker`)."""
 
     def _schedule_shutdown(self, signal: Any) -> None:
         arm_exit_deadline(self.app.settings.shutdown_timeout_s)  # type: ignore[attr-defined]
