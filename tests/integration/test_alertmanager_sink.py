@@ -30,6 +30,8 @@ from streams.topics import ensure_topics
 from tests.integration.harness import FORESIGHT, ROOT, free_port, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
+#: how long Alertmanager is down (the docs' 60 s figure: FORESIGHT_TEST_AM_OUTAGE_S=60)
+OUTAGE_S = float(os.environ.get("FORESIGHT_TEST_AM_OUTAGE_S", "20"))
 
 AM_BIN = "/usr/bin/prometheus-alertmanager"
 MSISDN = "8613812345678"
@@ -205,7 +207,8 @@ def test_alerts_reach_alertmanager_and_survive_its_outage(
         assert f"{2:016x}" in alertmanager.alerts()
         wait_until(lambda: committed(settings, group) == ends(settings), 20, "offsets committed")
 
-        # 3. Alertmanager down ~20 s: records keep coming, nothing is committed past them
+        # 3. Alertmanager down (20 s; FORESIGHT_TEST_AM_OUTAGE_S=60 for the issue's minute):
+        # records keep coming, nothing is committed past them
         before = committed(settings, group)
         alertmanager.kill()
         outage = time.monotonic()
@@ -215,7 +218,7 @@ def test_alerts_reach_alertmanager_and_survive_its_outage(
             (f"{2:016x}".encode(), make_alert(2, "resolved", 2).model_dump_json().encode())])
         produce_in_transaction(settings, [(b"junk", b"{not json")])  # a dead letter, not a post
         produced_end = ends(settings)
-        while time.monotonic() - outage < 20:
+        while time.monotonic() - outage < OUTAGE_S:
             assert committed(settings, group) == before, "committed while Alertmanager was down"
             time.sleep(1.0)
         m = sink_metrics(metrics_port)
