@@ -192,6 +192,22 @@ class ForesightWorker(faust.Worker):
     """Faust's worker with a bounded stop from the first signal on (its log handler, with
     the repeat and mask filters, comes from :func:`streams.app.run_worker`)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Faust's start-up spinner hides and shows the cursor with escape codes even when
+        # its output is a file (only the spinning itself checks for a terminal): a log
+        # file then starts with ESC[?25l ESC[?25h. No terminal, no spinner.
+        spinner = self.spinner
+        if spinner is not None and not _isatty(spinner.file):
+            self.spinner = None
+
     def _schedule_shutdown(self, signal: Any) -> None:
         arm_exit_deadline(self.app.settings.shutdown_timeout_s)  # type: ignore[attr-defined]
         super()._schedule_shutdown(signal)
+
+
+def _isatty(file: Any) -> bool:
+    try:
+        return bool(file.isatty())
+    except (AttributeError, ValueError):  # closed or not a stream
+        return False

@@ -47,25 +47,29 @@ PAST_MONITOR_S = TIMEOUT_S + 2 * 2.5 + 1.0
 BAD_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 
 
-def _start(settings: Settings, worker_id: str, log: Path, fmt: str) -> Worker:
-    """A worker whose stdout is a terminal (a pty) and whose stderr goes to ``log``."""
+def _start(settings: Settings, worker_id: str, log: Path, fmt: str, *,
+           tty: bool = True, level: str = "info") -> Worker:
+    """A worker whose stdout is a terminal (a pty) and whose stderr goes to ``log`` (with
+    ``tty=False`` both go to ``log``: ``foresight worker >>worker.log 2>&1``)."""
     port = free_port()
-    master, slave = pty.openpty()
+    master, slave = pty.openpty() if tty else (None, None)
     env = {**os.environ, "FORESIGHT_TOPIC_PREFIX": settings.topic_prefix,
            "FORESIGHT_APP_ID": settings.app_id, "FORESIGHT_HOME": str(settings.home),
            "FORESIGHT_PARTITIONS": str(settings.partitions), "FORESIGHT_WEB_PORT": str(port),
            "FORESIGHT_WORKER_ID": worker_id, "KAFKA_BOOTSTRAP_SERVERS": settings.brokers,
-           "FORESIGHT_LOG_LEVEL": "info", "FORESIGHT_LOG_FORMAT": fmt,
+           "FORESIGHT_LOG_LEVEL": level, "FORESIGHT_LOG_FORMAT": fmt,
            "FORESIGHT_STREAM_PROCESSING_TIMEOUT_S": str(TIMEOUT_S)}
     env.pop("NO_COLOR", None)
     env.pop("FORCE_COLOR", None)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:
-        proc = subprocess.Popen([FORESIGHT, "worker"], env=env, stdout=slave, stderr=err,
+        proc = subprocess.Popen([FORESIGHT, "worker"], env=env,
+                                stdout=slave if tty else err, stderr=err,
                                 cwd=ROOT, start_new_session=True)
-    os.close(slave)
-    # read the terminal's side until the worker closes it, so a write never blocks on it
-    threading.Thread(target=_drain, args=(master,), daemon=True).start()
+    if tty:
+        os.close(slave)
+        # read the terminal's side until the worker closes it, so a write never blocks
+        threading.Thread(target=_drain, args=(master,), daemon=True).start()
     worker = Worker(proc, port, log)
     wait_until(lambda: _up(worker), 90, f"worker {worker_id} did not serve /metrics", worker)
     return worker
@@ -108,7 +112,7 @@ def test_healthy_worker_logs_no_error_no_warning_no_escape_codes(isolated: Setti
 
     # restart: tables restore from their changelogs; this time one JSON object per line
     json_log = isolated.home / "worker-json.log"
-    worker = _start(isolated, "w1", json_log, "json")
+    worker = _start(isolated, "w1", json_log, "json", tty=False)
     try:
         _run_past_monitor(isolated, worker, 300, seed=12)
     finally:
@@ -127,3 +131,11 @@ def test_healthy_worker_logs_no_error_no_warning_no_escape_codes(isolated: Setti
     assert {d["worker"] for d in docs} == {"w1"}
     assert any(d["logger"] == "streams.store" and d["message"].startswith("restored ")
                for d in docs), "no changelog restore was logged"
+
+    # the default level (warning) and no terminal at all, as a service manager runs it:
+    # Faust's start-up spinner wrote cursor codes (ESC[?25l ESC[?25h) into such a file
+    quiet_log = isolated.home / "worker-quiet.log"
+    worker = _start(isolated, "w1", quiet_log, "text", tty=False, level="warning")
+    worker.stop()
+    quiet = quiet_log.read_text(errors="replace")
+    assert "\x1b" not in quiet, repr(quiet[:200])
