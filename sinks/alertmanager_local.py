@@ -46,20 +46,13 @@ def start_alertmanager_and_sink(run_dir: Path, env: dict[str, str], port: int, w
     config = run_dir / "alertmanager.yml"
     config.write_text(MINIMAL_CONFIG)
     url = f"http://127.0.0.1:{port}"
-    with open(run_dir / "alertmanager.log", "ab") as out:
-        am = subprocess.Popen([AM_BIN, f"--config.file={config}",
-                               f"--storage.path={run_dir / 'alertmanager'}",
-                               f"--web.listen-address=127.0.0.1:{port}",
-                               "--cluster.listen-address="],
-                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 20
-    while not _ready(url):
-        if am.poll() is not None or time.monotonic() > deadline:
-            print(f"demo: Alertmanager did not start; see {run_dir / 'alertmanager.log'}. "
-                  "Going on without it.", file=sys.stderr)
-            am.kill()
-            return [], None
-        time.sleep(0.2)
+    am = start_and_wait("Alertmanager", [AM_BIN, f"--config.file={config}",
+                                         f"--storage.path={run_dir / 'alertmanager'}",
+                                         f"--web.listen-address=127.0.0.1:{port}",
+                                         "--cluster.listen-address="],
+                        url, run_dir / "alertmanager.log", timeout_s=20)
+    if am is None:
+        return [], None
     foresight = str(Path(sys.executable).parent / "foresight")
     sink_env = {**env, "FORESIGHT_VIEW_URL":
                 f"http://127.0.0.1:{web_port}/subscribers/{{subscriber_id}}"}
@@ -77,6 +70,24 @@ def alert_count(url: str) -> str:
             return str(len(json.loads(r.read())))
     except (OSError, ValueError):
         return "?"
+
+
+def start_and_wait(name: str, cmd: list[str], url: str, log: Path, timeout_s: float,
+                   ) -> subprocess.Popen | None:
+    """Start a demo service and wait for its ``/-/ready`` (Prometheus and Alertmanager both
+    answer it); None, after saying so, when it exits or is not ready in ``timeout_s``."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while not _ready(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            print(f"demo: {name} did not start; see {log}. Going on without it.",
+                  file=sys.stderr)
+            proc.kill()
+            return None
+        time.sleep(0.2)
+    return proc
 
 
 def _ready(url: str) -> bool:

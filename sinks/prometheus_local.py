@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+
+from sinks.alertmanager_local import start_and_wait
 
 PROM_BIN = "/usr/bin/prometheus"
 #: Foresight's alerting rules on itself, when the demo runs from a checkout
@@ -57,25 +57,10 @@ def start_prometheus(run_dir: Path, port: int, worker_port: int, sink_port: int 
     rules = RULES if RULES.exists() else None
     config.write_text(yaml.safe_dump(demo_config(worker_port, sink_port, alertmanager, rules)))
     url = f"http://127.0.0.1:{port}"
-    with open(run_dir / "prometheus.log", "ab") as out:
-        prom = subprocess.Popen([PROM_BIN, f"--config.file={config}",
-                                 f"--storage.tsdb.path={run_dir / 'prometheus'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not _ready(url):
-        if prom.poll() is not None or time.monotonic() > deadline:
-            print(f"demo: Prometheus did not start; see {run_dir / 'prometheus.log'}. "
-                  "Going on without it.", file=sys.stderr)
-            prom.kill()
-            return [], None
-        time.sleep(0.3)
+    prom = start_and_wait("Prometheus", [PROM_BIN, f"--config.file={config}",
+                                         f"--storage.tsdb.path={run_dir / 'prometheus'}",
+                                         f"--web.listen-address=127.0.0.1:{port}"],
+                          url, run_dir / "prometheus.log", timeout_s=30)
+    if prom is None:
+        return [], None
     return [prom], url
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:  # noqa: S310 (http)
-            return r.status == 200
-    except OSError:
-        return False
