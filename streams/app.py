@@ -50,7 +50,9 @@ from streams.web_auth import web_application_options
 log = logging.getLogger(__name__)
 
 
-STEPS = ("unified-view", "call-features", "audit")
+STEPS = ("unified-view", "call-features", "audit", "foresee")
+#: what runs when FORESIGHT_STEPS is not set (``foresee`` is opt-in: docs/foresee.md)
+DEFAULT_STEPS = ("unified-view", "call-features", "audit")
 
 
 def default_pipeline(settings: Settings | None = None) -> list[Processor]:
@@ -60,7 +62,7 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
     loaded from ``FORESIGHT_AUDIT_RULES`` (checked at start: a bad file stops the worker
     with the file and line of each problem).
     """
-    names = [n.strip() for n in (settings.steps if settings else ",".join(STEPS)).split(",")
+    names = [n.strip() for n in (settings.steps if settings else ",".join(DEFAULT_STEPS)).split(",")
              if n.strip()]
     unknown = sorted(set(names) - set(STEPS))
     if unknown:
@@ -73,6 +75,10 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(UnifiedView())
         elif name == "call-features":
             steps.append(CallFeatures())
+        elif name == "foresee":
+            from agents.foresee.step import Foresee  # river loads only when configured
+            steps.append(Foresee(reads=tuple(r for r in ("unified-view", "audit")
+                                             if r in names)))
         else:
             if "unified-view" not in names:
                 raise ConfigError("the audit step reads the unified view: add unified-view "
@@ -314,6 +320,10 @@ def create_app(
             lambda topic, n: metrics.packer_records.labels(topic).inc(n),
             metrics.packer_envelopes.inc)
     sup = supervise(app, packed.get_topic_name())
+    foresee = [s for s in steps if getattr(s, "name", "") == "foresee"]
+    if foresee:  # keep the models scored with current from the ``models`` topic
+        from streams.models_topic import start_model_loader
+        app.model_loader = start_model_loader(settings, foresee[0].store)
     return app
 
 

@@ -32,7 +32,8 @@ def register(sub: Any, common: Any) -> None:
         "evaluate", help="score a capability end to end against the simulator's ground truth",
         description="Run a worker and the simulator with injected faults on fresh topics and "
         "score what the worker emitted against the ground truth.")
-    p.add_argument("what", choices=["audit"], help="the capability to evaluate")
+    p.add_argument("what", choices=["audit", "models"],
+                   help="the capability to evaluate (models: Foresee, in process, no Kafka)")
     p.add_argument("--subscribers", type=int, default=10_000, help="simulated population (10000)")
     p.add_argument("--faults-per-rule", type=int, default=40,
                    help="injected faults per audit rule (40)")
@@ -45,8 +46,21 @@ def register(sub: Any, common: Any) -> None:
                    help="share of deliberately broken records (simulator default 0.001)")
     p.add_argument("--json", type=Path, help="write the per-rule figures here")
     p.add_argument("--keep", action="store_true", help="keep the run's topics")
+    p.add_argument("--events", type=Path,
+                   help="models: a recorded history (JSONL) instead of the simulator")
+    p.add_argument("--days", type=float, default=60.0,
+                   help="models: simulated days (60)")
+    p.add_argument("--estimator", choices=["logistic", "arf", "hat"],
+                   help="models: override every model's estimator")
     common(p)
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=_dispatch)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from streams.models_command import run_evaluate_models
+        return run_evaluate_models(args)
+    return run_evaluate(args)
 
 
 class _Collector(threading.Thread):

@@ -108,12 +108,16 @@ class Director:
             return
         sub.story = True
         story = Story(sub, outcome, at)
-        window = min(6 * 3600_000, int(0.8 * (at - epoch_start)))
+        span = int(self.cfg.precursor_days * 86_400_000) or 6 * 3600_000
+        window = min(span, int(0.8 * (at - epoch_start)))
         lo, hi = at - window, at - 60_000
         if outcome in ("complaint", "decoy"):
             kinds = set(rng.choices(_KINDS, weights=_KIND_W, k=rng.choice((1, 2, 2, 3))))
+            # with --precursor-days the trouble starts early in the window and keeps on
+            # (a slow burn); the default keeps the original 6-hour stories byte for byte
+            reach = 0.25 if self.cfg.precursor_days else 0.6
             for kind in sorted(kinds):
-                self.eng.at(lo + int(rng.random() * (hi - lo) * 0.6), self._precursor, story,
+                self.eng.at(lo + int(rng.random() * (hi - lo) * reach), self._precursor, story,
                             kind, hi)
             self.eng.at(at, self._complaint if outcome == "complaint" else self._decoy, story)
         else:
@@ -131,7 +135,7 @@ class Director:
         note: dict[str, Any] = {"kind": kind, "at": iso(t)}
         if kind == "dropped_calls":
             cell = self._bad_cell_for(sub, t)
-            count = rng.randint(2, 4)
+            count = rng.randint(2, 4) + int(self.cfg.precursor_days // 3)
             times = sorted(t + int(rng.random() * (deadline - t)) for _ in range(count))
             for when in times:
                 self.eng.at(when, self._dropped, sub, cell)
@@ -149,7 +153,7 @@ class Director:
             act.call(t, sub, number, "mo", sub.home, "answered", rng.randint(60, 400))
             note["number"] = number
         elif kind in ("hotline_calls", "complaint"):
-            count = rng.randint(2, 3)
+            count = rng.randint(2, 3) + int(self.cfg.precursor_days // 5)
             times = sorted(t + int(rng.random() * (deadline - t)) for _ in range(count))
             for when in times:
                 self.eng.at(when, self._hotline, sub)
