@@ -76,8 +76,11 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
         elif name == "call-features":
             steps.append(CallFeatures())
         elif name == "foresee":
+            from agents.foresee.catalog import load_catalog as load_foresee
             from agents.foresee.step import Foresee  # river loads only when configured
-            steps.append(Foresee(reads=tuple(r for r in ("unified-view", "audit")
+            path = settings.foresee_catalog if settings else None
+            steps.append(Foresee(load_foresee(path) if path else None,
+                                 reads=tuple(r for r in ("unified-view", "audit")
                                              if r in names)))
         else:
             if "unified-view" not in names:

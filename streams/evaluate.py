@@ -48,8 +48,8 @@ def register(sub: Any, common: Any) -> None:
     p.add_argument("--keep", action="store_true", help="keep the run's topics")
     p.add_argument("--events", type=Path,
                    help="models: a recorded history (JSONL) instead of the simulator")
-    p.add_argument("--days", type=float, default=60.0,
-                   help="models: simulated days (60)")
+    p.add_argument("--days", type=float, default=90.0,
+                   help="models: simulated days (90: churn's 30-day horizon three times)")
     p.add_argument("--estimator", choices=["logistic", "arf", "hat"],
                    help="models: override every model's estimator")
     common(p)

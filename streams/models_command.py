@@ -106,8 +106,16 @@ def cmd_learn(args: argparse.Namespace) -> int:
             n.labels(snap.model).set(snap.examples)
             pub.labels(snap.model).inc()
         start_http_server(args.metrics_port)
-    run_learner(settings, interval_s=args.interval, max_seconds=args.max_seconds,
-                metrics=observe)
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # leave the group cleanly (the finally in run_learner)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_learner(settings, interval_s=args.interval, max_seconds=args.max_seconds,
+                    metrics=observe)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

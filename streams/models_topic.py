@@ -121,7 +121,7 @@ def run_learner(settings: Settings, *, interval_s: float = 2.0, max_seconds: flo
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    catalog = load_catalog(estimator=estimator)
+    catalog = load_catalog(settings.foresee_catalog, estimator=estimator)
     learner = Learner(catalog)
     n = restore(learner, list(read_models(settings).values()))
     log.info("learner: restored %d model versions", n)

@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         default="unified-view,call-features,audit",
         description="pipeline steps to run, comma separated (FORESIGHT_STEPS)",
     )
+    foresee_catalog: Path | None = Field(
+        default=None,
+        description="Foresee feature/model catalog (FORESIGHT_FORESEE_CATALOG; default "
+        "agents/rules/foresee.yaml)",
+    )
     audit_rules: Path | None = Field(
         default=None,
         description="audit rule catalog to load instead of the packaged one "

@@ -78,6 +78,8 @@ class Feature:
     cap: float = 365.0
     default: float = 0.0
     reason: str = ""
+    #: ``audit`` features: rules not counted (reminders to the customer, not faults)
+    skip_rules: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,8 @@ def _feature(raw: Any, signals: dict[str, Signal]) -> Feature:
     return Feature(name=name, meaning=str(raw["meaning"]), topics=_listify(raw["topics"]),
                    window=window, unit=str(raw["unit"]), kind=kind, arg=arg,
                    window_days=_window_days(window, what), cap=float(raw.get("cap", 365)),
-                   default=float(raw.get("default", 0)), reason=reason)
+                   default=float(raw.get("default", 0)), reason=reason,
+                   skip_rules=frozenset(str(r) for r in raw.get("skip_rules") or []))
 
 
 def _label(raw: Any, what: str, signals: dict[str, Signal]) -> tuple[LabelRule, ...]:

@@ -78,7 +78,7 @@ def replay(records: Iterable[tuple[str, str | None, bytes, int]], catalog: Catal
                              emit_examples=False,
                              reads=("unified-view", "audit") if with_audit else ("unified-view",)))
     stores = {n: DictStore() for n in [s.name for s in steps] + list(system_tables(steps))}
-    unit = BatchUnit(steps, stores, worker_id="w-eval", idle_ms=None)
+    unit = BatchUnit(steps, stores, worker_id="w-eval", idle_ms=None, cache_keys=1_000_000)
     offsets = [0] * partitions
     pending: dict[int, list[tuple[str, str, bytes, int]]] = {}
     n_pending = 0
@@ -207,14 +207,17 @@ def figures(run: Replay, catalog: Catalog, subscribers: int, warmup_days: float 
     out: dict[str, Any] = {}
     k = max(5, subscribers // 100)
     first = min((e.at_ms for e in run.examples), default=0)
+    end = max((e.labelled_at_ms for e in run.examples), default=0)
     for name, spec in catalog.models.items():
         # progressive figures count from the end of the warm-up: until one horizon has
         # passed, the only labels any model can have seen are positives (negatives are
         # learned when the horizon passes), so its early scores say nothing
+        # ... and end one horizon before the stream does: later snapshots can only have
+        # been labelled positive so far (their negatives are not due yet)
         warm = first + spec.horizon_ms + warmup_days * DAY_MS
         every = [e for e in run.examples if e.model == name]
-        exs = sorted((e for e in every if e.at_ms >= warm or spec.offer_id),
-                     key=lambda e: e.at_ms)
+        exs = sorted((e for e in every if spec.offer_id or (
+            e.at_ms >= warm and e.at_ms + spec.horizon_ms <= end)), key=lambda e: e.at_ms)
         s = [e.score for e in exs]
         y = [e.label for e in exs]
         base_all = baseline_scores(sorted(every, key=lambda e: e.at_ms),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.audit.episodes import split_key
 from agents.foresee.catalog import DAY_MS, Catalog, Signal
 
 LOCAL_OFFSET_MS = 8 * 3_600_000   # the operator's day: China time
@@ -222,6 +223,9 @@ def vector(fs: dict[str, Any], now_ms: int, catalog: Catalog,
             v = 1.0 if any((prods.get(i, {}).get("order") or {}).get("v") == "ordered"
                            for i in ids) else 0.0
         else:  # audit
-            v = float(len((audit or {}).get("episodes") or {}))
+            # fired episodes only: a pending one may be a benign lag between systems
+            skip = f.skip_rules
+            v = float(sum(1 for key, ep in ((audit or {}).get("episodes") or {}).items()
+                          if "fired_at" in ep and split_key(key)[0] not in skip))
         out[f.name] = round(float(v), 4)
     return out
