@@ -111,11 +111,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # leave the group cleanly (the finally in run_learner)
     signal.signal(signal.SIGTERM, stop)
-    try:
+    import contextlib
+    with contextlib.suppress(KeyboardInterrupt):
         run_learner(settings, interval_s=args.interval, max_seconds=args.max_seconds,
                     metrics=observe)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
