@@ -32,6 +32,11 @@ def register(sub: Any, common: Any) -> None:
     q.set_defaults(func=cmd_learn)
     q = msub.add_parser("features", help="print the feature catalog (name, window, unit, meaning)")
     q.set_defaults(func=cmd_features)
+    q = msub.add_parser("bench", help="scoring cost per event and pipeline cost, in process")
+    q.add_argument("--subscribers", type=int, default=300)
+    q.add_argument("--days", type=float, default=30.0)
+    q.add_argument("--json", type=Path, help="write the figures here")
+    q.set_defaults(func=cmd_bench)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -115,6 +120,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         run_learner(settings, interval_s=args.interval, max_seconds=args.max_seconds,
                     metrics=observe)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agents.foresee.bench import run
+    result = run(args.subscribers, args.days)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

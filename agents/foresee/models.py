@@ -34,10 +34,12 @@ def make_estimator(kind: str) -> Any:
         return tree.HoeffdingAdaptiveTreeClassifier(seed=SEED)
     return compose.Pipeline(
         preprocessing.StandardScaler(),
-        # Adam with a small step: labels arrive in bursts (a complaint makes two weeks of
-        # positives at once, negatives come a horizon later), which a plain SGD step
-        # chases; measured on the simulator: progressive AUC 0.69 vs 0.63 with SGD(0.02)
-        linear_model.LogisticRegression(optimizer=optim.Adam(0.001)))
+        # a small step: labels arrive in bursts (a complaint makes two weeks of positives
+        # at once, negatives come a horizon later), which a large step chases. Measured
+        # (progressive AUC of the complaint model, 400 subscribers, 90 simulated days):
+        # SGD 0.02: 0.63, Adam 0.001: 0.76, SGD 0.001: 0.787, SGD 0.0005: 0.790,
+        # SGD 0.0002: 0.780
+        linear_model.LogisticRegression(optimizer=optim.SGD(0.0005)))
 
 
 @dataclass
