@@ -1,9 +1,9 @@
 """Streaming features per subscriber, in event time, from the catalog's signals.
 
 Pure: ``update(fs, topic, event, t, catalog, view)`` folds one event into a subscriber's
-feature state (a JSON dict), ``vector(fs, now_ms, catalog, view, audit)`` reads the
-feature values at an instant. Windows are sums over daily buckets keyed by the event's
-own local day (+08:00, the operator's), each signal keeping only as many days as its
+feature state (a JSON dict; each signal's buckets a day-sorted ``[[day, value], ...]``),
+``vector(fs, now_ms, catalog, view, audit)`` reads the feature values at an instant.
+Windows are sums over daily buckets keyed by the event's own local day (+08:00, the operator's), each signal keeping only as many days as its
 longest window, so the state stays bounded and late events land where they belong.
 """
 
@@ -129,23 +129,41 @@ def update(fs: dict[str, Any], topic: str, event: Any, t: int, catalog: Catalog,
             last[s.name] = [t, value]
         b = buckets.get(s.name)
         if b is None:
-            b = buckets[s.name] = {}
-        key = str(day)
-        b[key] = round(b.get(key, 0.0) + inc, 4)
-        if len(b) > s.keep_days:
-            for d in [d for d in b if int(d) <= day - s.keep_days]:
-                del b[d]
+            b = buckets[s.name] = []
+        _add(b, day, inc)
+        if b[0][0] <= day - s.keep_days:
+            del b[:next((i for i, (d, _) in enumerate(b) if d > day - s.keep_days), len(b))]
         moved.append(s.name)
     return moved
+
+
+def _add(b: list[list[Any]], day: int, inc: float) -> None:
+    """Add ``inc`` to ``day``'s bucket of a day-sorted ``[[day, value], ...]`` list (the
+    newest day is almost always the last: O(1); a late event walks back)."""
+    i = len(b)
+    while i and b[i - 1][0] > day:
+        i -= 1
+    if i and b[i - 1][0] == day:
+        b[i - 1][1] = round(b[i - 1][1] + inc, 4)
+    else:
+        b.insert(i, [day, round(inc, 4)])
+
+
+def _sum(b: list[list[Any]], today: int, days: int) -> float:
+    lo = today - days
+    total = 0.0
+    for d, v in reversed(b):
+        if d <= lo:
+            break
+        if d <= today:
+            total += v
+    return total
 
 
 def window_sum(fs: dict[str, Any], signal: str, now_ms: int, days: int) -> float:
     """Sum of ``signal`` over the ``days`` local days ending with ``now_ms``'s day."""
     b = fs["b"].get(signal)
-    if not b:
-        return 0.0
-    today = local_day(now_ms)
-    return sum(v for d, v in b.items() if today - days < int(d) <= today)
+    return _sum(b, local_day(now_ms), days) if b else 0.0
 
 
 def _view_fact(name: str, view: dict[str, Any] | None, now_ms: int) -> float:
@@ -185,8 +203,7 @@ def vector(fs: dict[str, Any], now_ms: int, catalog: Catalog,
         v = cache.get(key)
         if v is None:
             b = buckets.get(signal)
-            v = cache[key] = sum(x for d, x in b.items() if today - days < int(d) <= today) \
-                if b else 0.0
+            v = cache[key] = _sum(b, today, days) if b else 0.0
         return v
 
     for f in catalog.features:
@@ -201,7 +218,7 @@ def vector(fs: dict[str, Any], now_ms: int, catalog: Catalog,
             b = buckets.get(sig)
             # the long average over the days the signal has been watched, not more:
             # a subscriber seen for 10 days has no 90-day average yet
-            first = min((int(d) for d in b), default=today) if b else today
+            first = b[0][0] if b else today
             seen = max(f.window_days, min(long_days, today - first + 1))
             avg = wsum(sig, long_days) / seen
             cur = wsum(sig, f.window_days) / f.window_days
@@ -227,5 +244,5 @@ def vector(fs: dict[str, Any], now_ms: int, catalog: Catalog,
             skip = f.skip_rules
             v = float(sum(1 for key, ep in ((audit or {}).get("episodes") or {}).items()
                           if "fired_at" in ep and split_key(key)[0] not in skip))
-        out[f.name] = round(float(v), 4)
+        out[f.name] = v
     return out

@@ -130,9 +130,11 @@ class Foresee:
         moved = feats.update(st["f"], topic, event, t, self.catalog, view)
         if not moved and topic != SUBSCRIBER_STATE and not labelled:
             return Result(st, changed=state is None, wake_at_ms=self._wake(st))
-        due = t - st["last_score_ms"] >= self.catalog.score_min_interval_ms or not st["scores"]
-        if (moved or topic == SUBSCRIBER_STATE) and due:
-            self._score(st, sid, t, view, audit, outputs)
+        if moved or topic == SUBSCRIBER_STATE:
+            if t - st["last_score_ms"] >= self.catalog.score_min_interval_ms or not st["scores"]:
+                self._score(st, sid, t, view, audit, outputs)
+            else:   # scored recently: the timer scores it when the interval is over
+                st["dirty"] = True
         return Result(st, outputs, wake_at_ms=self._wake(st))
 
     def on_timer(self, state: State | None, key: str, now_ms: int, ctx: EventContext,
@@ -152,11 +154,16 @@ class Foresee:
             if still:
                 keep.append(snap)
         state["snaps"] = keep
+        interval = self.catalog.score_min_interval_ms
+        if state.get("dirty") and now_ms >= state["last_score_ms"] + interval:
+            self._score(state, key, now_ms, reads.get(VIEW), reads.get(AUDIT), outputs)
         return Result(state, outputs, wake_at_ms=self._wake(state))
 
     # --- pieces -------------------------------------------------------------------------
     def _wake(self, st: State) -> int | None:
         due = [s["t"] + self.horizon[m] for s in st["snaps"] for m in s["open"]]
+        if st.get("dirty"):
+            due.append(st["last_score_ms"] + self.catalog.score_min_interval_ms)
         return min(due) if due else None
 
     def _labels(self, st: State, sid: str, topic: str, event: Any, t: int,
@@ -184,11 +191,19 @@ class Foresee:
                 hit = True
         return hit
 
-    def _x(self, model: str, x: dict[str, float]) -> dict[str, float]:
+    def _x(self, model: str, x: dict[str, float],
+           memo: dict[tuple[str, ...], dict[str, float]] | None = None) -> dict[str, float]:
+        """``x`` without the model's excluded features (models sharing exclusions share
+        one dict through ``memo``)."""
         names = self.model_features[model]
         if len(names) == len(x):
             return x
-        return {k: x.get(k, 0.0) for k in names}
+        if memo is not None and names in memo:
+            return memo[names]
+        out = {k: x[k] for k in names}
+        if memo is not None:
+            memo[names] = out
+        return out
 
     def _example(self, sid: str, model: str, snap: dict[str, Any], label: bool,
                  t: int) -> list[Output]:
@@ -208,14 +223,16 @@ class Foresee:
                outputs: list[Output]) -> None:
         x = feats.vector(st["f"], t, self.catalog, view, audit)
         st["last_score_ms"] = t
+        st.pop("dirty", None)
         scores = st["scores"]
         ps: dict[str, list[Any]] = {}
         control = None
+        memo: dict[tuple[str, ...], dict[str, float]] = {}
         for name, spec in self.catalog.models.items():
             trained = self.store.get(name)
             if spec.offer_id is not None and trained.n < self.catalog.min_examples:
                 continue  # an offer model that learned nothing says nothing (and costs)
-            xm = self._x(name, x)
+            xm = self._x(name, x, memo)
             p = predict(trained.estimator, xm)
             ps[name] = [round(p, 6), trained.version]
             prev = scores.get(name) or {}
@@ -247,7 +264,7 @@ class Foresee:
             scores[name] = entry
         snaps = st["snaps"]
         if not snaps or t - snaps[-1]["t"] >= self.catalog.snapshot_every_ms:
-            snaps.append({"t": t, "x": {k: v for k, v in x.items() if v}, "p": ps,
+            snaps.append({"t": t, "x": {k: round(v, 4) for k, v in x.items() if v}, "p": ps,
                           "open": list(self.horizon)})
             while len(snaps) > self.catalog.max_pending:
                 snaps.pop(0)
