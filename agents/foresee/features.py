@@ -3,8 +3,9 @@
 Pure: ``update(fs, topic, event, t, catalog, view)`` folds one event into a subscriber's
 feature state (a JSON dict; each signal's buckets a day-sorted ``[[day, value], ...]``),
 ``vector(fs, now_ms, catalog, view, audit)`` reads the feature values at an instant.
-Windows are sums over daily buckets keyed by the event's own local day (+08:00, the operator's), each signal keeping only as many days as its
-longest window, so the state stays bounded and late events land where they belong.
+Windows are sums over daily buckets keyed by the event's own local day (+08:00, the
+operator's), each signal keeping only as many days as its longest window, so the state
+stays bounded and late events land where they belong.
 """
 
 from __future__ import annotations
