@@ -60,8 +60,13 @@ def _ms(iso: str) -> int:
 
 def replay(records: Iterable[tuple[str, str | None, bytes, int]], catalog: Catalog, *,
            with_audit: bool = True, with_foresee: bool = True, partitions: int = 1,
-           batch: int = 500, learn: bool = True) -> Replay:
-    """Run ``records`` (topic, key, value, ts) through the pipeline in process."""
+           batch: int = 500, learn: bool = True, restart_after: int | None = None) -> Replay:
+    """Run ``records`` (topic, key, value, ts) through the pipeline in process.
+
+    ``restart_after``: after that many events, drop the processing unit and its steps and
+    build new ones on the same stores, as a restarted worker restores its tables (state,
+    timers, progress) from the changelogs; the learner goes on, as the learner process
+    does (its model is on the ``models`` topic)."""
     learner = Learner(catalog)
     out = Replay(learner)
 
@@ -70,13 +75,18 @@ def replay(records: Iterable[tuple[str, str | None, bytes, int]], catalog: Catal
         if learn:
             learner.learn(ex)
 
-    steps: list[Any] = [UnifiedView()]
-    if with_audit:
-        steps.append(Audit())
-    if with_foresee:
-        steps.append(Foresee(catalog, learner.store, on_example=on_example,
-                             emit_examples=False,
-                             reads=("unified-view", "audit") if with_audit else ("unified-view",)))
+    def make_steps() -> list[Any]:
+        steps: list[Any] = [UnifiedView()]
+        if with_audit:
+            steps.append(Audit())
+        if with_foresee:
+            steps.append(Foresee(catalog, learner.store, on_example=on_example,
+                                 emit_examples=False,
+                                 reads=("unified-view", "audit") if with_audit
+                                 else ("unified-view",)))
+        return steps
+
+    steps = make_steps()
     stores = {n: DictStore() for n in [s.name for s in steps] + list(system_tables(steps))}
     unit = BatchUnit(steps, stores, worker_id="w-eval", idle_ms=None, cache_keys=1_000_000)
     offsets = [0] * partitions
@@ -122,6 +132,10 @@ def replay(records: Iterable[tuple[str, str | None, bytes, int]], catalog: Catal
         out.events += 1
         if n_pending >= batch:
             flush()
+        if restart_after is not None and out.events == restart_after:
+            flush()
+            unit = BatchUnit(make_steps(), stores, worker_id="w-eval-2", idle_ms=None,
+                             cache_keys=1_000_000)
     flush()
     out.seconds = time.perf_counter() - t0
     return out
