@@ -107,6 +107,10 @@ class ModelSpec:
     channel: str
     #: ``offer:<id>``: labelled at once by the offer answer, not by a horizon
     offer_id: str | None = None
+    #: weight of a positive in the logistic loss (rare outcomes)
+    pos_weight: float = 1.0
+    #: SGD step of the logistic model
+    learning_rate: float = 0.0005
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,9 @@ def _model(name: str, raw: Any, signals: dict[str, Signal], features: set[str]) 
                      horizon_ms=duration_ms(raw.get("horizon", "14d"), f"{what} horizon"),
                      exclude=exclude, estimator=est, on=on, off=off,
                      cooldown_ms=duration_ms(raw.get("cooldown", "3d"), f"{what} cooldown"),
-                     channel=str(raw.get("channel", "ivr")))
+                     channel=str(raw.get("channel", "ivr")),
+                     pos_weight=float(raw.get("pos_weight", 1.0)),
+                     learning_rate=float(raw.get("learning_rate", 0.0005)))
 
 
 def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None = None,

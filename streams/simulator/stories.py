@@ -128,6 +128,10 @@ class Director:
             for kind in sorted(kinds):
                 self.eng.at(lo + int(rng.random() * (hi - lo) * reach), self._precursor, story,
                             kind, hi)
+            if self.cfg.precursor_days and rng.random() < 0.8:
+                # 携号转网 starts with an eligibility / authorisation-code enquiry, days ahead
+                when = max(lo, at - int(rng.uniform(1, 10) * 86_400_000))
+                self.eng.at(when, self._portability_enquiry, story)
             self.eng.at(at, self._port_out if outcome == "churn" else self._decoy, story)
 
     def _precursor(self, t: int, story: Story, kind: str, deadline: int) -> None:
@@ -205,6 +209,11 @@ class Director:
         if sub.bss == "active":
             peer = self.rng.choice(self.pop.subs).msisdn
             self.activity.call(t, sub, peer, self.rng.choice(("mo", "mt")), cell, "dropped")
+
+    def _portability_enquiry(self, t: int, story: Story) -> None:
+        if story.sub.bss == "active":
+            self.activity.online(t, story.sub, topic="number.portability")
+            story.precursors.append({"kind": "portability_enquiry", "at": iso(t)})
 
     def _competitor_call(self, t: int, sub: Sub) -> None:
         if sub.bss == "active":
