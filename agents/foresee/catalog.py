@@ -111,6 +111,8 @@ class ModelSpec:
     pos_weight: float = 1.0
     #: SGD step of the logistic model
     learning_rate: float = 0.0005
+    #: share of positives an untrained model starts from (its intercept)
+    prior: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,8 @@ def _model(name: str, raw: Any, signals: dict[str, Signal], features: set[str]) 
                      cooldown_ms=duration_ms(raw.get("cooldown", "3d"), f"{what} cooldown"),
                      channel=str(raw.get("channel", "ivr")),
                      pos_weight=float(raw.get("pos_weight", 1.0)),
-                     learning_rate=float(raw.get("learning_rate", 0.0005)))
+                     learning_rate=float(raw.get("learning_rate", 0.0005)),
+                     prior=float(raw.get("prior", 0.05)))
 
 
 def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None = None,
@@ -312,7 +315,7 @@ def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None
         models[f"offer:{oid}"] = ModelSpec(
             name=f"offer:{oid}", meaning=f"accepts the offer {offer.get('name_en', oid)}",
             labels=(), horizon_ms=0, exclude=frozenset(), estimator="logistic",
-            on=0.5, off=0.3, cooldown_ms=DAY_MS, channel="human", offer_id=oid)
+            on=0.5, off=0.3, cooldown_ms=DAY_MS, channel="human", offer_id=oid, prior=0.2)
     if estimator is not None:
         if estimator not in ESTIMATORS:
             raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}")

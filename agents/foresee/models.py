@@ -14,6 +14,7 @@ version that made it.
 from __future__ import annotations
 
 import base64
+import math
 import pickle
 import threading
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ from agents.foresee.catalog import Catalog, Feature
 SEED = 42
 
 
-def make_estimator(kind: str, pos_weight: float = 1.0, learning_rate: float = 0.0005) -> Any:
+def make_estimator(kind: str, pos_weight: float = 1.0, learning_rate: float = 0.0005,
+                   prior: float = 0.5) -> Any:
     """A fresh river estimator of ``kind`` (``logistic``, ``arf`` or ``hat``);
     ``pos_weight`` weighs positives in the logistic loss, ``learning_rate`` is the SGD
-    step of the logistic model."""
+    step of the logistic model, ``prior`` the share of positives it starts from (its
+    intercept: an untrained model scores everyone at the prior, not at 0.5, so it puts
+    nobody on the care list while it has not learned)."""
     if kind == "arf":
         return forest.ARFClassifier(n_models=10, seed=SEED)
     if kind == "hat":
@@ -44,6 +48,7 @@ def make_estimator(kind: str, pos_weight: float = 1.0, learning_rate: float = 0.
         # with ~3x fewer examples and rarer positives, learns better with a large one:
         # SGD 0.0005: 0.61, 0.005: 0.65, 0.02: 0.71, 0.05: 0.71, 0.1: 0.67.
         linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate),
+                                        intercept_init=math.log(prior / (1 - prior)),
                                         loss=optim.losses.Log(weight_pos=pos_weight)))
 
 
@@ -76,9 +81,10 @@ def version_name(name: str, n: int) -> str:
     return f"{name}@v{n:09d}"
 
 
-def fresh(name: str, kind: str, pos_weight: float = 1.0, learning_rate: float = 0.0005
-          ) -> Trained:
-    return Trained(name, make_estimator(kind, pos_weight, learning_rate), version_name(name, 0))
+def fresh(name: str, kind: str, pos_weight: float = 1.0, learning_rate: float = 0.0005,
+          prior: float = 0.5) -> Trained:
+    return Trained(name, make_estimator(kind, pos_weight, learning_rate, prior),
+                   version_name(name, 0))
 
 
 def predict(estimator: Any, x: dict[str, float]) -> float:
@@ -133,7 +139,7 @@ class ModelStore:
         self.catalog = catalog
         self._lock = threading.Lock()
         self.models: dict[str, Trained] = {
-            name: fresh(name, spec.estimator, spec.pos_weight, spec.learning_rate)
+            name: fresh(name, spec.estimator, spec.pos_weight, spec.learning_rate, spec.prior)
             for name, spec in catalog.models.items()}
         self.swaps = 0
 
