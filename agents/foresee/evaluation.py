@@ -298,25 +298,29 @@ def simulate(subscribers: int, days: float, seed: int, precursor_days: float,
 
 
 def read_jsonl(path: str) -> list[tuple[str, str, bytes, int]]:
-    """A recorded history: ``foresight simulate --record`` lines ({topic, key, value}) or
-    plain events with a ``topic`` field; sorted by event time."""
+    """A recorded history: ``foresight simulate --record`` lines ({topic, key, value,
+    timestamp_ms}, kept in their order; broken values stay broken and are dead-lettered
+    like on Kafka) or plain events with a ``topic`` field (sorted by event time)."""
+    import base64
+
     import orjson
-    out = []
+    recorded, plain = [], []
     with open(path, "rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
             d = orjson.loads(line)
             topic = d.get("topic")
-            value = d.get("value", {k: v for k, v in d.items() if k != "topic"})
-            if isinstance(value, str):
-                value = orjson.loads(value)
-            key = d.get("key") or value.get("subscriber_id")
+            if "timestamp_ms" in d and ("value" in d or "value_b64" in d):
+                raw = d["value"].encode() if "value" in d else base64.b64decode(d["value_b64"])
+                recorded.append((topic, d.get("key"), raw, int(d["timestamp_ms"])))
+                continue
+            value = {k: v for k, v in d.items() if k != "topic"}
             et = value.get("event_time")
-            ts = _ms(et) if isinstance(et, str) else 0
-            out.append((topic, key, orjson.dumps(value), ts))
-    out.sort(key=lambda r: r[3])
-    return out
+            plain.append((topic, value.get("subscriber_id"), orjson.dumps(value),
+                          _ms(et) if isinstance(et, str) else 0))
+    plain.sort(key=lambda r: r[3])
+    return recorded + plain
 
 
 def evaluate(records: list[tuple[str, str, bytes, int]], *, subscribers: int,

@@ -9,6 +9,7 @@ learned model is loaded (the untrained model adds nobody: ``min_examples``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,13 @@ def test_examples_learned_once_published_loaded_and_named_in_the_care_list(
         published = wait_until(complaint_model, 120,
                                "a complaint model version on the models topic", worker)
         assert published.version != "complaint@v000000000"
+        listed = subprocess.run(
+            [FORESIGHT, "models", "list", "--json"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.brokers,
+                 "FORESIGHT_TOPIC_PREFIX": settings.topic_prefix,
+                 "FORESIGHT_HOME": str(settings.home)})
+        rows = {r["model"]: r for r in json.loads(listed.stdout)}
+        assert rows["complaint"]["examples"] >= published.examples, listed.stderr
         examples = [ModelExample.model_validate_json(m.value())
                     for m in read_topic(settings, settings.topic("model-examples"))]
         assert examples and {e.model for e in examples} >= {"complaint"}

@@ -288,3 +288,33 @@ def test_a_restart_mid_run_changes_no_figure() -> None:
             if fa[model][what] is not None:
                 assert abs(fa[model][what] - fb[model][what]) < 0.01, (model, what)
     assert abs(len(plain.care) - len(restarted.care)) <= 0.02 * len(plain.care) + 1
+
+
+def test_evaluate_on_a_recorded_history(tmp_path: Any) -> None:
+    """``--events FILE``: a ``simulate --record`` file (broken records included) is
+    scored with labels from its own events."""
+    from agents.foresee.evaluation import evaluate, read_jsonl, simulate
+    from streams.simulator.records import record_line
+    path = tmp_path / "history.jsonl"
+    recs = simulate(60, 20, 8, 7.0, 0.3, 0.05)
+    with path.open("wb") as fh:
+        for topic, key, value, ts in recs:
+            fh.write(record_line(topic, key, value, ts))
+        fh.write(record_line("complaints", SID, b"not json", recs[-1][3]))
+    back = read_jsonl(str(path))
+    assert len(back) == len(recs) + 1
+    result = evaluate(back, subscribers=60)
+    assert result["models"]["complaint"]["examples_all"] > 100
+    assert {t["target"] for t in result["targets"]} >= {"complaint median lead time >= 2 days"}
+
+
+@pytest.mark.parametrize("kind", ["arf", "hat"])
+def test_the_tree_options_learn_and_are_seeded(kind: str) -> None:
+    from agents.foresee.models import make_estimator
+    runs = []
+    for _ in range(2):
+        m = make_estimator(kind)
+        for i in range(300):
+            m.learn_one({"hotline_7d": float(i % 5), "dropped_7d": float(i % 3)}, i % 5 >= 3)
+        runs.append(m.predict_proba_one({"hotline_7d": 4.0, "dropped_7d": 0.0}))
+    assert runs[0] == runs[1] and runs[0].get(True, 0.0) > 0.5
