@@ -138,30 +138,39 @@ def run_learner(settings: Settings, *, interval_s: float = 2.0, max_seconds: flo
     started = time.monotonic()
     last = time.monotonic()
     offsets: dict[tuple[str, int], int] = {}
+    def publish() -> None:
+        """The new versions and the offsets they learned up to, in one transaction."""
+        producer.begin_transaction()
+        for snap in learner.snapshots(datetime.now(UTC)):
+            producer.produce(models_topic, snap.model_dump_json().encode(),
+                             snap.model.encode())
+            if metrics is not None:
+                metrics(snap)
+        producer.send_offsets_to_transaction(
+            [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+            consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+        log.info("learner: published; offsets %s", offsets)
+        offsets.clear()
+
     try:
-        while max_seconds is None or time.monotonic() - started < max_seconds:
-            for m in consumer.consume(500, 0.5):
-                if m.error():
-                    continue
-                try:
-                    learner.learn(ModelExample.model_validate_json(m.value()))
-                except ValueError as exc:
-                    log.warning("learner: skipping an invalid example: %s", exc)
-                offsets[(m.topic(), m.partition())] = m.offset() + 1
-            if offsets and time.monotonic() - last >= interval_s:
-                producer.begin_transaction()
-                for snap in learner.snapshots(datetime.now(UTC)):
-                    producer.produce(models_topic, snap.model_dump_json().encode(),
-                                     snap.model.encode())
-                    if metrics is not None:
-                        metrics(snap)
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                    consumer.consumer_group_metadata(), 30)
-                producer.commit_transaction(30)
-                log.info("learner: published; offsets %s", offsets)
-                offsets = {}
-                last = time.monotonic()
+        try:
+            while max_seconds is None or time.monotonic() - started < max_seconds:
+                for m in consumer.consume(500, 0.5):
+                    if m.error():
+                        continue
+                    try:
+                        learner.learn(ModelExample.model_validate_json(m.value()))
+                    except ValueError as exc:
+                        log.warning("learner: skipping an invalid example: %s", exc)
+                    offsets[(m.topic(), m.partition())] = m.offset() + 1
+                if offsets and time.monotonic() - last >= interval_s:
+                    publish()
+                    last = time.monotonic()
+        except KeyboardInterrupt:
+            pass   # SIGTERM / Ctrl-C: publish what was learned, then leave the group
+        if offsets:
+            publish()
     except KafkaException as exc:
         log.error("learner: %s", exc)
         raise

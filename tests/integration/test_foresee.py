@@ -105,3 +105,37 @@ def test_examples_learned_once_published_loaded_and_named_in_the_care_list(
             learner.kill()
         log.close()
         worker.stop()
+
+
+def _example(i: int, label: bool) -> bytes:
+    ex = ModelExample(example_id=f"{i:016x}", model="complaint", subscriber_id=f"S{i:08d}",
+                      at_ms=1_750_000_000_000 + i, labelled_at_ms=1_750_000_000_000 + i,
+                      features={"hotline_7d": float(i % 4), "dropped_7d": float(i % 3)},
+                      label=label, score=0.5, version="complaint@v000000000")
+    return ex.model_dump_json().encode()
+
+
+def _learn(settings: Settings, seconds: float) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.brokers,
+           "FORESIGHT_TOPIC_PREFIX": settings.topic_prefix, "FORESIGHT_APP_ID": settings.app_id,
+           "FORESIGHT_HOME": str(settings.home), "FORESIGHT_PARTITIONS": str(settings.partitions)}
+    done = subprocess.run([FORESIGHT, "models", "learn", "--interval", "0.5", "--max-seconds",
+                           str(seconds)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_restarted_learner_learns_every_example_once(isolated: Settings) -> None:
+    """The model is published in the same transaction as the consumed offsets: a learner
+    stopped and started again resumes from its last version and learns the rest, once."""
+    ensure_topics(isolated)
+    produce(isolated, [("model-examples", b"complaint", _example(i, i % 4 == 3))
+                       for i in range(300)])
+    _learn(isolated, 10)
+    first = read_models(isolated)["complaint"]
+    assert first.examples == 300 and first.positives == 75
+    produce(isolated, [("model-examples", b"complaint", _example(i, i % 4 == 3))
+                       for i in range(300, 500)])
+    _learn(isolated, 10)
+    second = read_models(isolated)["complaint"]
+    assert second.examples == 500 and second.positives == 125
+    assert second.version == "complaint@v000000500"
