@@ -31,7 +31,7 @@ from typing import Any
 from agents.core import EventContext, Output, Result, State
 from agents.foresee import features as feats
 from agents.foresee.catalog import Catalog, ModelSpec, default_catalog
-from agents.foresee.models import ModelStore, predict, reasons
+from agents.foresee.models import ModelStore, predict, reasons, version_name
 from agents.foresee.offers import control_settings, in_control_group
 from schemas.common import mask_msisdn
 from schemas.models import ModelExample
@@ -111,6 +111,8 @@ class Foresee:
                              if m.offer_id is not None}
         self.examples = 0
         self.dropped_snapshots = 0
+        #: which feature catalog a snapshot's feature list follows
+        self.fv = _fp(*self.catalog.feature_names)[:8]
 
     def key_of(self, event: Any) -> str | None:
         return getattr(event, "subscriber_id", None)
@@ -123,6 +125,10 @@ class Foresee:
         st = state if state is not None else {
             "f": feats.new_state(), "scores": {}, "snaps": [], "last_score_ms": 0}
         st["msisdn"] = getattr(event, "msisdn", st.get("msisdn", ""))
+        if st.get("fv") != self.fv:   # another feature catalog: old snapshots unreadable
+            self.dropped_snapshots += len(st["snaps"])
+            st["snaps"] = []
+            st["fv"] = self.fv
         sid = event.subscriber_id
         view, audit = reads.get(VIEW), reads.get(AUDIT)
         outputs: list[Output] = []
@@ -207,8 +213,12 @@ class Foresee:
 
     def _example(self, sid: str, model: str, snap: dict[str, Any], label: bool,
                  t: int) -> list[Output]:
-        p, version = snap["p"].get(model, [0.0, ""])
+        p, version = snap["p"].get(model, [0.0, 0])
+        if not isinstance(version, str):   # snapshots keep the version as its count
+            version = version_name(model, int(version))
         x = snap["x"]
+        if isinstance(x, list):            # ... and the features in catalog order
+            x = dict(zip(self.catalog.feature_names, x, strict=True))
         ex = ModelExample(
             example_id=_fp(model, sid, snap["t"]), model=model, subscriber_id=sid,
             at_ms=snap["t"], labelled_at_ms=t,
@@ -234,7 +244,8 @@ class Foresee:
                 continue  # an offer model that learned nothing says nothing (and costs)
             xm = self._x(name, x, memo)
             p = predict(trained.estimator, xm)
-            ps[name] = [round(p, 6), trained.version]
+            if spec.offer_id is None:
+                ps[name] = [round(p, 6), trained.n]
             prev = scores.get(name) or {}
             above = bool(prev.get("above"))
             entry = {"p": round(p, 6), "version": trained.version, "at_ms": t,
@@ -264,7 +275,9 @@ class Foresee:
             scores[name] = entry
         snaps = st["snaps"]
         if not snaps or t - snaps[-1]["t"] >= self.catalog.snapshot_every_ms:
-            snaps.append({"t": t, "x": {k: round(v, 4) for k, v in x.items() if v}, "p": ps,
+            # compact: features as a list in catalog order (``fv`` says which catalog),
+            # each model's score with the count of examples its version had learned
+            snaps.append({"t": t, "x": [round(v, 4) for v in x.values()], "p": ps,
                           "open": list(self.horizon)})
             while len(snaps) > self.catalog.max_pending:
                 snaps.pop(0)
