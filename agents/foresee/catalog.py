@@ -9,7 +9,7 @@ bad file stops a worker at start instead of scoring with half a catalog.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -309,7 +309,7 @@ def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None
     for s in signals.values():
         if s.repeat_within_ms:
             keep[s.name] = max(keep.get(s.name, 1), s.repeat_within_ms // DAY_MS + 1)
-    signals = {n: _with_keep(s, keep.get(n, 1)) for n, s in signals.items()}
+    signals = {n: replace(s, keep_days=keep.get(n, 1)) for n, s in signals.items()}
     for offer in offers or []:
         oid = str(offer["id"])
         models[f"offer:{oid}"] = ModelSpec(
@@ -319,7 +319,7 @@ def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None
     if estimator is not None:
         if estimator not in ESTIMATORS:
             raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}")
-        models = {n: _replace(m, estimator=estimator) for n, m in models.items()}
+        models = {n: replace(m, estimator=estimator) for n, m in models.items()}
     snaps = data.get("snapshots") or {}
     return Catalog(signals=signals, features=features, models=models,
                    snapshot_every_ms=duration_ms(snaps.get("every", "1d"), "snapshots.every"),
@@ -328,16 +328,6 @@ def parse_catalog(data: Any, path: str = "", offers: list[dict[str, Any]] | None
                                                      "score_min_interval"),
                    numbers=numbers, path=path,
                    min_examples=int(data.get("min_examples", 200)))
-
-
-def _with_keep(s: Signal, days: int) -> Signal:
-    from dataclasses import replace
-    return replace(s, keep_days=days)
-
-
-def _replace(m: ModelSpec, **kw: Any) -> ModelSpec:
-    from dataclasses import replace
-    return replace(m, **kw)
 
 
 def load_catalog(path: str | Path | None = None, *, estimator: str | None = None,

@@ -19,6 +19,7 @@ day's snapshots.
 
 from __future__ import annotations
 
+import base64
 import statistics
 import time
 import zlib
@@ -28,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from agents.audit import Audit
 from agents.foresee.catalog import DAY_MS, Catalog, load_catalog
@@ -35,6 +37,7 @@ from agents.foresee.learner import Learner, log_loss, roc_auc
 from agents.foresee.step import Foresee
 from agents.unified_view import UnifiedView
 from schemas.models import ModelExample
+from schemas.outputs import CareEntry
 from streams.envelope import pack
 from streams.unit import BatchUnit, DictStore, system_tables
 
@@ -113,12 +116,10 @@ def replay(records: Iterable[tuple[str, str | None, bytes, int]], catalog: Catal
             unit.complete(commit)
             for topic, _k, v in commit.outputs:
                 if topic == "care-list":
-                    from schemas.outputs import CareEntry
                     out.care.append(CareEntry.model_validate_json(v))
                 elif topic == "agent-hints":
                     out.hints += 1
 
-    import orjson
     for topic, key, value, ts in records:
         if topic not in TOPICS or key is None:
             continue
@@ -301,9 +302,6 @@ def read_jsonl(path: str) -> list[tuple[str, str, bytes, int]]:
     """A recorded history: ``foresight simulate --record`` lines ({topic, key, value,
     timestamp_ms}, kept in their order; broken values stay broken and are dead-lettered
     like on Kafka) or plain events with a ``topic`` field (sorted by event time)."""
-    import base64
-
-    import orjson
     recorded, plain = [], []
     with open(path, "rb") as fh:
         for line in fh:
