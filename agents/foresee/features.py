@@ -51,14 +51,30 @@ def _field(event: Any, name: str) -> str | None:
     return v.value if hasattr(v, "value") else str(v)
 
 
-def _matches(s: Signal, event: Any, t: int, home_cell: str | None) -> bool:
+def _matches(s: Signal, event: Any, t: int, home_cell: str | None,
+             memo: dict[str, Any] | None = None) -> bool:
+    """Does ``event`` count for signal ``s``? ``memo`` caches the event's field values
+    across the signals an event is tested against (a call is tested against ~17)."""
+    if memo is None:
+        memo = {}
+
+    def field(name: str) -> str | None:
+        if name in memo:
+            return memo[name]
+        v = memo[name] = _field(event, name)
+        return v
+
     for name, allowed in s.where.items():
-        if _field(event, name) not in allowed:
+        if field(name) not in allowed:
             return False
-    if s.where_any and not any(_field(event, n) in allowed for n, allowed in s.where_any.items()):
+    if s.where_any and not any(field(n) in allowed for n, allowed in s.where_any.items()):
         return False
-    if s.band is not None and band_of(t) != s.band:
-        return False
+    if s.band is not None:
+        band = memo.get("\0band")
+        if band is None:
+            band = memo["\0band"] = band_of(t)
+        if band != s.band:
+            return False
     if s.dest is not None or s.peer_in:
         peer = str(getattr(event, "peer_number", "") or "")
         if s.dest is not None and (_international(peer) != (s.dest == "international")):
@@ -72,14 +88,16 @@ def _matches(s: Signal, event: Any, t: int, home_cell: str | None) -> bool:
     return True
 
 
-def _index(catalog: Catalog) -> dict[tuple[str, str], list[Signal]]:
+def _index(catalog: Catalog) -> dict[tuple[str, str], tuple[list[Signal], bool]]:
+    """Signals by (topic, kind), and whether any of them needs the home cell."""
     idx = getattr(catalog, "_foresee_index", None)
     if idx is None:
-        idx = {}
+        lists: dict[tuple[str, str], list[Signal]] = {}
         for s in catalog.signals.values():
             for topic in s.topics:
                 for kind in s.kinds:
-                    idx.setdefault((topic, kind), []).append(s)
+                    lists.setdefault((topic, kind), []).append(s)
+        idx = {k: (v, any(s.home_cell for s in v)) for k, v in lists.items()}
         object.__setattr__(catalog, "_foresee_index", idx)
     return idx
 
@@ -95,9 +113,10 @@ def update(fs: dict[str, Any], topic: str, event: Any, t: int, catalog: Catalog,
            view: dict[str, Any] | None = None) -> list[str]:
     """Fold one event into ``fs``; returns the names of the signals it moved (empty:
     nothing changed, e.g. a duplicate or an event no signal counts)."""
-    signals = _index(catalog).get((topic, getattr(event, "kind", "")))
-    if not signals:
+    found = _index(catalog).get((topic, getattr(event, "kind", "")))
+    if not found:
         return []
+    signals, needs_home = found
     eid = getattr(event, "event_id", None)
     if eid is not None:
         ids: list[str] = fs["ids"]
@@ -106,13 +125,14 @@ def update(fs: dict[str, Any], topic: str, event: Any, t: int, catalog: Catalog,
         ids.append(eid)
         if len(ids) > RECENT_IDS:
             del ids[0]
-    home = home_cell_of(view) if any(s.home_cell for s in signals) else None
+    home = home_cell_of(view) if needs_home else None
+    memo: dict[str, Any] = {}
     day = local_day(t)
     moved = []
     buckets: dict[str, dict[str, float]] = fs["b"]
     last: dict[str, list[Any]] = fs["last"]
     for s in signals:
-        if not _matches(s, event, t, home):
+        if not _matches(s, event, t, home, memo):
             continue
         prev = last.get(s.name)
         if s.repeat_within_ms and (prev is None or not 0 <= t - prev[0] <= s.repeat_within_ms):
