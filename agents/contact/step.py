@@ -97,7 +97,8 @@ class ContactPolicy:
                 note_refusal(st, now)
                 return Result(st)
             if event.result == "complained":
-                note_complaint(st, f"contact:{event.request_id}", "normal", "opened", now)
+                # a complaint about the contact itself: recent, but nothing left open
+                note_complaint(st, f"contact:{event.request_id}", "normal", "closed", now)
                 return Result(st)
         return Result(state, changed=False)   # surveys, offers, online contacts: not ours
 
