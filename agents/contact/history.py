@@ -5,7 +5,8 @@ complaint windows survive a restart::
 
     {"contacts":   [[t_ms, channel, purpose, request_id], ...],  # allowed, counted by caps
      "decided":    {request_id: t_ms, ...},                     # idempotency under redelivery
-     "complaints": {complaint_id: {"t", "esc", "reg", "open"}},  # opened / escalated / regulator times
+     "complaints": {complaint_id: {"t", "esc", "reg", "end", "open"}},  # opened, escalated,
+                                                                   # regulator, ended times
      "refusals":   [t_ms, ...],
      "dnd":        {"v": bool, "t": t_ms, "id": event_id} | absent}
 
@@ -68,9 +69,9 @@ def note_complaint(state: dict[str, Any], complaint_id: str, severity: str, stag
     if severity == "regulator" and (c["reg"] is None or t < c["reg"]):
         c["reg"] = t
     if stage in ("resolved", "closed"):
-        c["open"] = False
-    elif stage == "opened" and c.get("closed_at") is None:
-        c["open"] = True
+        c["end"] = max(c.get("end") or t, t)
+    # open until resolved or closed, whatever order the lifecycle steps arrive in
+    c["open"] = c.get("end") is None
     horizon = t - COMPLAINT_DAYS * DAY_MS
     keep = sorted(((v["t"], k) for k, v in complaints.items() if v["t"] >= horizon),
                   reverse=True)[:MAX_COMPLAINTS]

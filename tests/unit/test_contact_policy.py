@@ -178,3 +178,14 @@ def test_do_not_disturb_latest_entry_by_event_time_wins() -> None:
     assert not late.changed                       # an older entry arriving late is ignored
     d = step.apply(s, _req(), _ctx(), _reads()).outputs[0].value
     assert d.reasons == ["do_not_disturb"]
+
+
+def test_complaint_closed_before_its_opening_arrives_stays_closed() -> None:
+    from agents.contact.history import new_state, note_complaint
+    st = new_state()
+    note_complaint(st, "CP1", "escalated", "closed", T0 - 5000)
+    note_complaint(st, "CP1", "normal", "opened", T0 - 9000)       # arrives late
+    c = st["complaints"]["CP1"]
+    assert c["open"] is False and c["t"] == T0 - 9000 and c["esc"] == T0 - 5000
+    note_complaint(st, "CP2", "normal", "opened", T0)
+    assert st["complaints"]["CP2"]["open"] is True
