@@ -189,3 +189,13 @@ def test_complaint_closed_before_its_opening_arrives_stays_closed() -> None:
     assert c["open"] is False and c["t"] == T0 - 9000 and c["esc"] == T0 - 5000
     note_complaint(st, "CP2", "normal", "opened", T0)
     assert st["complaints"]["CP2"]["open"] is True
+
+
+def test_may_offer_on_an_inbound_call() -> None:
+    from agents.contact.screen import may_offer
+    policy = load_policy()
+    night = T0 + 13 * 3_600_000                  # 23:00 in Shanghai: the customer called us
+    ok = may_offer(policy, "S00000001", "8613800001234", _reads(), None, night)
+    assert ok.decision == "allow" and ok.reasons == []
+    no = may_offer(policy, "S00000001", "8613800001234", _reads(seed=True), None, night)
+    assert no.decision == "suppress" and no.reasons == ["seed_user"]
