@@ -120,3 +120,19 @@ def test_shadow_policy_disagreements_are_counted(isolated: Settings, tmp_path: P
                                  live="allow", shadow="suppress") == 6, 30, "metric", worker)
     finally:
         worker.stop()
+
+
+def test_policy_dnd_command_writes_the_list(isolated: Settings, monkeypatch) -> None:
+    from schemas.contacts import DoNotDisturb
+    from streams.cli import main
+
+    monkeypatch.setenv("FORESIGHT_TOPIC_PREFIX", isolated.topic_prefix)
+    monkeypatch.setenv("FORESIGHT_APP_ID", isolated.app_id)
+    monkeypatch.setenv("FORESIGHT_PARTITIONS", str(isolated.partitions))
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", isolated.brokers)
+    assert main(["policy", "dnd", "add", "S00000042", "--note", "asked on the hotline"]) == 0
+    assert main(["policy", "dnd", "remove", "S00000042"]) == 0
+    got = [(m.key(), DoNotDisturb.model_validate_json(m.value()))
+           for m in read_topic(isolated, isolated.topic("do-not-disturb"))]
+    assert [(k, e.listed) for k, e in got] == [(b"S00000042", True), (b"S00000042", False)]
+    assert got[0][1].note == "asked on the hotline"
