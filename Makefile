@@ -17,8 +17,8 @@ PARTITIONS ?= 4
 .PHONY: install lint test unit integration demo bench kafka-jars ops-packages clean
 
 # Debian packages the operations tests run for real (Prometheus, Alertmanager, Kannel).
-OPS_PACKAGES := prometheus prometheus-alertmanager kannel kannel-extras
-OPS_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/sbin/bearerbox /usr/lib/kannel/test/fakesmsc
+OPS_PACKAGES := prometheus prometheus-alertmanager kannel kannel-extras chromium chromium-driver
+OPS_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/sbin/bearerbox /usr/lib/kannel/test/fakesmsc /usr/bin/chromium /usr/bin/chromedriver
 
 install: $(STAMP) kafka-jars
 
