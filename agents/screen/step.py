@@ -50,7 +50,6 @@ def policy_gate(control_share: float = 0.1, control_salt: str = "foresee") -> Of
     try:
         from agents.contact.policy import load_policy
         from agents.foresee.offers import in_control_group
-
         from schemas.contacts import ContactChannel, ContactPurpose, ContactRequest
         channel = ContactChannel("hotline")
     except (ImportError, ValueError):
