@@ -259,3 +259,59 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         service.wait(15)
         log.close()
         worker.stop()
+
+
+def test_one_key_view_answers_through_a_rebalance(isolated: Settings) -> None:
+    """``GET /subscribers/{id}`` on one worker keeps answering while a second worker joins
+    and leaves: the owner answers, another worker forwards, a rebalance is waited out."""
+    settings = isolated
+    env = {"FORESIGHT_API_TOKEN": PUSH, "FORESIGHT_PACKER": "thread",
+           "FORESIGHT_STEPS": "unified-view,call-features,audit,screen-pop"}
+    sids = [f"S{i:08d}" for i in range(1, 13)]
+    first = start_worker(settings, worker_id="view-a", env=env)
+    t = datetime.now(UTC) - timedelta(minutes=5)
+    produce(settings, [("subscriber-state", s.encode(), orjson.dumps({
+        "schema_version": 1, "event_id": f"p-{s}", "kind": "profile_changed", "system": "bss",
+        "event_time": t.isoformat(), "subscriber_id": s, "msisdn": "8613800001111",
+        "star_level": 3})) for s in sids])
+    second = None
+    answers: list[tuple[int, str, float]] = []
+    stop = threading.Event()
+
+    def query() -> None:
+        i = 0
+        while not stop.is_set():
+            sid = sids[i % len(sids)]
+            i += 1
+            started = time.monotonic()
+            status, body = _get(f"http://127.0.0.1:{first.port}/subscribers/{sid}", PUSH)
+            found = body.get("found") if isinstance(body, dict) else None
+            answers.append((status, (body or {}).get("served_by", "") if found else "",
+                            time.monotonic() - started))
+            time.sleep(0.02)
+
+    try:
+        wait_until(lambda: all(_get(f"http://127.0.0.1:{first.port}/subscribers/{s}", PUSH)[1]
+                               .get("found") for s in sids), 60, "views not served", first)
+        q = threading.Thread(target=query, daemon=True)
+        q.start()
+        second = start_worker(settings, worker_id="view-b", env=env)
+        wait_until(lambda: any(a[1] == "view-b" for a in answers[-len(sids):]), 90,
+                   "no view forwarded to the second worker", second)
+        second.stop()  # and back: the first worker takes every partition again
+        mark = len(answers)
+        wait_until(lambda: len(answers) > mark + len(sids) and all(
+            a[1] == "view-a" for a in answers[-len(sids):]), 90, "partitions not back", first)
+        stop.set()
+        q.join(10)
+    finally:
+        stop.set()
+        if second is not None:
+            second.stop()
+        first.stop()
+    statuses = [a[0] for a in answers]
+    assert len(statuses) > 50 and set(statuses) == {200}, \
+        {s: statuses.count(s) for s in set(statuses)}
+    assert {a[1] for a in answers} == {"view-a", "view-b"}
+    slowest = max(a[2] for a in answers)
+    print(f"{len(answers)} views through two rebalances, all 200, slowest {slowest * 1000:.0f} ms")
