@@ -146,8 +146,13 @@ class HintFollower(threading.Thread):
             "enable.auto.commit": False, "isolation.level": "read_committed",
         }))
         try:
-            meta = consumer.list_topics(topic, timeout=10)
-            parts = meta.topics[topic].partitions if topic in meta.topics else {}
+            parts: Any = {}
+            while not parts and not self.stopping.is_set():  # workers create the topic
+                meta = consumer.list_topics(topic, timeout=10)
+                found = meta.topics.get(topic)
+                parts = found.partitions if found is not None and not found.error else {}
+                if not parts:
+                    self.stopping.wait(1.0)
             consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in parts])
             self.ready.set()
             while not self.stopping.is_set():
