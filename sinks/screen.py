@@ -111,6 +111,11 @@ class Hub:
             while len(calls) > KEEP_CALLS:
                 calls.popitem(last=False)
             self.on_call[p.subscriber_id] = (p.agent_id, p.call_id)
+        elif p.kind == "update":
+            cur = self.current.get(p.agent_id)
+            if cur is None or cur["call_id"] != p.call_id:
+                return  # the call was ended or replaced on this agent's screen
+            self.current[p.agent_id] = {**data, "kind": "pop"}
         elif p.kind == "ended":
             cur = self.current.get(p.agent_id)
             if cur and cur["call_id"] == p.call_id:

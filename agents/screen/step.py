@@ -44,17 +44,19 @@ def _recent(items: list[dict[str, Any]], key: str, entry: dict[str, Any]) -> boo
     return True
 
 
-def policy_gate(control_share: float = 0.1, control_salt: str = "foresee") -> OfferGate | None:
+def policy_gate() -> OfferGate | None:
     """"May this agent make an offer on this inbound call?" from the contact-policy package
-    (issue 20) and Foresee's control group (issue 19); None until they are installed."""
+    (issue 20) and Foresee's control group (issue 19, its configured share and salt); None
+    until both are installed."""
     try:
         from agents.contact.policy import load_policy
-        from agents.foresee.offers import in_control_group
+        from agents.foresee.offers import control_settings, in_control_group
         from schemas.contacts import ContactChannel, ContactPurpose, ContactRequest
         channel = ContactChannel("hotline")
     except (ImportError, ValueError):
         return None
     policy = load_policy()
+    control_share, control_salt = control_settings()
 
     def gate(sid: str, reads: Mapping[str, Any], own: Any, now_ms: int
              ) -> tuple[bool, list[str]]:
@@ -131,12 +133,12 @@ class ScreenPop:
                 "severity": str(event.severity), "stage": str(event.stage),
                 "satisfaction": str(event.satisfaction) if event.satisfaction else None,
                 "summary": event.summary, "t": t})
-            return Result(st, changed=changed)
+            return self._during_call(st, changed, event, ctx, reads, t)
         if kind == "online_contact":
             changed = _recent(st["online"], "session_id", {
                 "session_id": event.session_id, "channel": event.channel,
                 "topic": event.topic, "summary": event.summary, "t": t})
-            return Result(st, changed=changed)
+            return self._during_call(st, changed, event, ctx, reads, t)
         # hotline call legs
         call = st.get("call")
         if event.stage == "answered" and event.agent_id:
@@ -157,3 +159,17 @@ class ScreenPop:
                               subscriber_id=event.subscriber_id, event_ts_ms=ctx.timestamp_ms)
             return Result(st, [Output(SCREEN_PUSH, call["agent_id"], push)])
         return Result(st, changed=False)
+
+    def _during_call(self, st: State, changed: bool, event: Any, ctx: EventContext,
+                     reads: Mapping[str, State | None], t: int) -> Result:
+        """A complaint or an online contact while the subscriber is on a call: the open
+        page gets the bundle again (``update``), so the agent sees it now."""
+        call = st.get("call")
+        if not changed or not call:
+            return Result(st, changed=changed)
+        bundle = self.bundle(event.subscriber_id, reads, st, t, full=True)
+        bundle["call"] = dict(call)
+        push = ScreenPush(kind="update", agent_id=call["agent_id"], call_id=call["call_id"],
+                          subscriber_id=event.subscriber_id, event_ts_ms=ctx.timestamp_ms,
+                          bundle=bundle)
+        return Result(st, [Output(SCREEN_PUSH, call["agent_id"], push)])

@@ -168,3 +168,69 @@ def test_service_refuses_unknown_tokens_and_other_agents_calls() -> None:
             assert "先说这些" in await r.text()
 
     asyncio.run(run())
+
+
+def test_a_complaint_during_the_call_updates_the_open_page() -> None:
+    unit, pushed = make_unit()
+    finding_then_call(unit)
+    unit.process_envelope(envelope("complaints", 0, [
+        event("complaints", "complaint", at=310, msisdn=MSISDN, stage="opened")]))
+    assert [p.kind for p in pushed] == ["pop", "update"]
+    assert pushed[1].call_id == "HL-9"
+    assert [c["complaint_id"] for c in pushed[1].bundle["panels"]["complaints"]["items"]] == [
+        "CMP-1"]
+    assert pushed[1].bundle["say_first"][0].startswith("您有1件投诉正在处理中")
+    unit.process_envelope(envelope(CALLS, 0, [hotline("ended", 400)], first_offset=2))
+    unit.process_envelope(envelope("complaints", 0, [
+        event("complaints", "complaint", at=410, msisdn=MSISDN, stage="resolved", eid="c9")],
+        first_offset=1))
+    assert [p.kind for p in pushed] == ["pop", "update", "ended"]  # no call: no update
+
+
+FORESEE = {"scores": {
+    "churn": {"p": 0.81, "version": "v1", "reasons": ["3 dropped calls this week"],
+              "at_ms": 1, "above": True},
+    "complaint": {"p": 0.2, "version": "v1", "reasons": [], "at_ms": 1, "above": False},
+    "offer:data-30g": {"p": 0.4, "version": "v1", "reasons": ["heavy data use"], "at_ms": 1,
+                       "above": True},
+    "offer:5g-upgrade": {"p": 0.1, "version": "v1", "reasons": [], "at_ms": 1, "above": False},
+}}
+ALL = frozenset({"unified-view", "call-features", "audit", "foresee", "contact-policy"})
+OFFERS = {"data-30g": {"id": "data-30g", "name_zh": "30G 流量包", "name_en": "30 GB data pack",
+                       "script": "可以办理 30G 流量包"}}
+
+
+def test_risks_retention_and_an_allowed_offer_light_up_with_their_steps() -> None:
+    asked = []
+
+    def gate(sid, reads, own, now_ms):
+        asked.append((sid, sorted(reads)))
+        return True, []
+
+    b = build_bundle(SID, {"foresee": FORESEE, "contact-policy": {}}, {"call": {"call_id": "HL-1"}},
+                     5, available=ALL, offer_gate=gate, offers=OFFERS, full=True)
+    p = b["panels"]
+    assert [r["model"] for r in p["risks"]["items"]] == ["churn", "complaint"]  # highest first
+    assert p["risks"]["items"][0]["reasons"] == ["3 dropped calls this week"]
+    assert p["retention"]["items"][0]["task_id"] == f"retain:{SID}:HL-1"
+    (offer,) = p["offer"]["items"]
+    assert (offer["offer_id"], offer["name_zh"], p["offer"]["decision"]) == (
+        "data-30g", "30G 流量包", "allow")
+    assert asked == [(SID, ["contact-policy", "foresee"])]
+
+
+def test_no_offer_when_the_policy_or_the_control_group_says_no() -> None:
+    b = build_bundle(SID, {"foresee": FORESEE}, None, 5, available=ALL,
+                     offer_gate=lambda *a: (False, ["control_group"]), offers=OFFERS)
+    assert b["panels"]["offer"]["items"] == []
+    assert (b["panels"]["offer"]["decision"], b["panels"]["offer"]["reasons"]) == (
+        "suppress", ["control_group"])
+    # without the contact-policy step the offer panel is not available, never guessed
+    b = build_bundle(SID, {"foresee": FORESEE}, None, 5, available=ALL - {"contact-policy"},
+                     offer_gate=lambda *a: (True, []), offers=OFFERS)
+    assert b["panels"]["offer"]["available"] is False
+    assert "contact-policy" in b["panels"]["offer"]["note"]
+    # low churn: risks shown, no retention task
+    calm = {"scores": {"churn": {"p": 0.1, "above": False, "reasons": []}}}
+    b = build_bundle(SID, {"foresee": calm}, None, 5, available=ALL, offer_gate=None)
+    assert b["panels"]["retention"]["items"] == [] and b["panels"]["risks"]["available"]
