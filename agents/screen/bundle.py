@@ -33,9 +33,6 @@ VIEW, FEATURES, AUDIT, FORESEE, POLICY = (
     "unified-view", "call-features", "audit", "foresee", "contact-policy")
 #: Everything the bundle can read, in pipeline order.
 INPUTS = (VIEW, FEATURES, AUDIT, FORESEE, POLICY)
-#: Churn probability from which a retention task is shown when the model does not say
-#: (``above``) itself.
-CHURN_TASK_P = 0.5
 
 #: Decides "may this agent make an offer on this call?": ``(subscriber_id, reads,
 #: policy_state, now_ms) -> (allowed, reasons)``. Built from the contact-policy package
@@ -145,11 +142,11 @@ def build_bundle(
         panels["risks"] = _panel(risks)
         churn = scores.get("churn")
         task = []
-        if churn and (churn.get("above") or (churn.get("p") or 0.0) >= CHURN_TASK_P):
+        if churn and churn.get("above"):
             call = (own or {}).get("call") or {}
             task.append({"task_id": f"retain:{subscriber_id}:{call.get('call_id', 'view')}",
                          "p": churn.get("p"), "reasons": list(churn.get("reasons", []))})
-        panels["retention"] = _panel(task)
+        panels["retention"] = _panel(task)  # only when the churn model says so (above)
 
     panels["offer"] = _offer(subscriber_id, reads, now_ms, available, scores, offer_gate,
                              offers)
