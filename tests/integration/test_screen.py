@@ -191,6 +191,11 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         assert any(e["rule"] == "charged-while-suspended" and e["state"] == "firing"
                    for e in body["open_episodes"])
         assert _get(view_url)[0] == 401  # the one-key view needs a token
+        # the page's own view goes through the screen service with the agent's token
+        page_view = f"http://127.0.0.1:{screen_port}/screen/subscribers/{SID}"
+        status, body = _get(page_view, TOKEN_X)
+        assert status == 200 and body["subscriber_id"] == SID
+        assert _get(page_view, "not-an-agent-token")[0] == 401
 
         # the call: answered by agent X
         call_at = now - timedelta(seconds=30)
