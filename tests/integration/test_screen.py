@@ -239,6 +239,13 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         assert (out["kind"], out["result"], out["call_id"], out["agent_id"], out["subscriber_id"]) \
             == ("contact_result", "confirmed", "HL-77", "A001", SID)
 
+        # the one-key query on the page: masked (no agent is on a call with it here)
+        driver.find_element(By.ID, "lookupid").send_keys(SID)
+        driver.find_element(By.CSS_SELECTOR, "#lookup button").click()
+        queried = wait_until(lambda: driver.find_element(By.CSS_SELECTOR, "#query .body").text,
+                             10, "the one-key query did not render")
+        assert "charged-while-suspended" in queried and "*********4242" in queried
+
         shot = tmp_path / "screen.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
