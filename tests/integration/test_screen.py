@@ -212,7 +212,9 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         assert "停机期间" in say  # what to say first, at the top
         assert driver.find_element(By.ID, "profile").text.count("8613800004242") == 1  # full number
         risks = driver.find_element(By.CSS_SELECTOR, "#risks .body")
-        # until the Foresee branch is merged: the panel says so, nothing is faked
+        # until the Foresee branch is merged: the panel says so, nothing is faked. After the
+        # merge: add "foresee" to FORESIGHT_STEPS above, drive a high churn score for SID and
+        # assert data-available == "true" and the risk's reasons in risks.text instead.
         assert risks.get_attribute("data-available") == "false"
         assert "not available yet" in risks.text
         pops = driver.execute_script("return window.__pops")
