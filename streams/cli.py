@@ -221,7 +221,8 @@ def _plugins() -> list[Callable[..., None]]:
     """Subcommands that live next to what they run."""
     regs: list[Callable[..., None]] = []
     for module in ("streams.simulator.command", "streams.rules_command", "streams.bench.command",
-                   "streams.evaluate", "streams.demo", "streams.acls", "streams.sink_command"):
+                   "streams.evaluate", "streams.demo", "streams.acls", "streams.sink_command",
+                   "sinks.screen_command"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
