@@ -160,7 +160,8 @@ def test_simulated_faults_reach_alertmanager_and_sms_and_prometheus_sees_it(
                    worker)
         # the sink delivered every alert record the worker committed (stable count first)
         wait_until(lambda: total(_metrics(sink_port), "foresight_sink_alerts_sent_total",
-                                 kind="new") >= len(alerts()) > 0, 60, f"every alert delivered\n{diagnostics()}", worker)
+                                 kind="new") >= len(alerts()) > 0, 60,
+                   f"every alert delivered\n{diagnostics()}", worker)
         fired = alerts()
         fired_rules = {a.rule_id for a in fired if a.status == "firing"}
         assert fired_rules, fired
