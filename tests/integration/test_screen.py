@@ -5,7 +5,9 @@ An agent signs in; a subscriber gets an open audit finding; an answered hotline 
 that agent pops the page with the finding's script within the budget; a finding opened
 during the call arrives on the open page; a reminder confirmed on the page becomes a
 ``contact-outcomes`` event with the call id; another agent never receives the pop. A
-screenshot is saved in the test's tmp dir and copied to docs/screen.png.
+screenshot is saved in the test's tmp dir and copied to ``.foresight/artifacts/screen.png``
+(or ``$FORESIGHT_TEST_ARTIFACTS``), where CI can collect it; docs/screen.png is one such
+screenshot, committed by hand.
 """
 
 from __future__ import annotations
@@ -251,7 +253,11 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         shot = tmp_path / "screen.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-        shutil.copyfile(shot, ROOT / "docs" / "screen.png")
+        artifacts = Path(os.environ.get("FORESIGHT_TEST_ARTIFACTS",
+                                        ROOT / ".foresight" / "artifacts"))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, artifacts / "screen.png")
+        print(f"\nscreenshot: {artifacts / 'screen.png'}")
 
         # agent Y was online the whole time and received none of X's pops or hints
         assert [e for e, _ in other.events] == ["hello"]
