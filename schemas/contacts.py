@@ -77,6 +77,9 @@ class RetentionOutcome(InboundEvent):
     msisdn: Msisdn
     task_id: Ident
     outcome: Literal["retained", "churned", "pending"]
+    #: the hotline call on which an agent recorded it (screen pop), if any (version 3)
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 class OfferOutcome(InboundEvent):
@@ -85,6 +88,9 @@ class OfferOutcome(InboundEvent):
     msisdn: Msisdn
     offer_id: Ident
     decision: Literal["accepted", "declined"]
+    #: the hotline call on which the offer was made (screen pop), if any (version 3)
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 class OnlineContact(InboundEvent):
@@ -100,13 +106,20 @@ class OnlineContact(InboundEvent):
 
 
 class ContactResult(InboundEvent):
-    """What happened to an outbound contact request."""
+    """What happened to an outbound contact request, or to a reminder on an agent's screen.
+
+    From the screen pop (version 3): ``request_id`` is the reminder's hint id, ``result`` is
+    ``confirmed`` (the agent told the customer) or ``dismissed`` (not relevant on this call),
+    with the ``call_id`` and ``agent_id`` of the call.
+    """
 
     kind: Literal["contact_result"]
     subscriber_id: SubscriberId
     msisdn: Msisdn
     request_id: Ident
-    result: Literal["reached", "not_reached", "refused", "complained"]
+    result: Literal["reached", "not_reached", "refused", "complained", "confirmed", "dismissed"]
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 ContactOutcome = Annotated[

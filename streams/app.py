@@ -29,6 +29,7 @@ from agents.call_features import CallFeatures
 from agents.contact.policy import load_policy
 from agents.contact.step import ContactPolicy
 from agents.core import Processor
+from agents.screen.step import ScreenPop
 from agents.unified_view import UnifiedView
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
 from sinks.prometheus import register_metrics_page
@@ -41,6 +42,7 @@ from streams.logs import handler as log_handler
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
+from streams.screen_push import LivePush, Pusher, subscriber_view
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.store import restore_consumer_config
@@ -52,7 +54,7 @@ from streams.web_auth import web_application_options
 log = logging.getLogger(__name__)
 
 
-STEPS = ("unified-view", "call-features", "audit", "contact-policy")
+STEPS = ("unified-view", "call-features", "audit", "contact-policy", "screen-pop")
 
 
 def default_pipeline(settings: Settings | None = None) -> list[Processor]:
@@ -62,7 +64,8 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
     loaded from ``FORESIGHT_AUDIT_RULES`` (checked at start: a bad file stops the worker
     with the file and line of each problem).
     """
-    names = [n.strip() for n in (settings.steps if settings else ",".join(STEPS)).split(",")
+    # without settings: the settings' default (screen-pop is opted into, see docs/screen.md)
+    names = [n.strip() for n in (settings or Settings.model_construct()).steps.split(",")
              if n.strip()]
     unknown = sorted(set(names) - set(STEPS))
     if unknown:
@@ -77,6 +80,9 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(CallFeatures())
         elif name == "contact-policy":
             steps.append(contact_policy_step(settings, names))
+        elif name == "screen-pop":
+            audits = [s for s in steps if isinstance(s, Audit)]
+            steps.append(ScreenPop(names, audits[0].catalog if audits else None))
         else:
             if "unified-view" not in names:
                 raise ConfigError("the audit step reads the unified view: add unified-view "
@@ -155,6 +161,12 @@ def create_app(
     faust_transport.register()
     STORES.aliases.setdefault("foresight", "streams.store:TableStore")
     steps = list(pipeline if pipeline is not None else default_pipeline(settings))
+    screen_token = settings.screen_token or settings.api_token
+    pusher = Pusher(settings.screen_url,
+                    screen_token.get_secret_value() if screen_token else None,
+                    registry if registry is not None else REGISTRY)
+    # the screen step's pops leave at once, not with the next transaction (docs/screen.md)
+    steps = [LivePush(s, pusher.send) if isinstance(s, ScreenPop) else s for s in steps]
     table_names = (*(s.name for s in steps), *system_tables(steps))
     if create_topics:
         ensure_topics(settings, table_names)
@@ -313,6 +325,12 @@ def create_app(
             "partitions": unit.partitions(),
             **sup.health(),
         })
+
+    @app.page("/subscribers/{subscriber_id}")
+    async def one_key_view(web: Any, request: Any, subscriber_id: str) -> Any:
+        """一键综合查询: the subscriber's whole picture, from the worker that owns it
+        (token required; forwarded to the owner, retried through a rebalance)."""
+        return await subscriber_view(app, unit, steps, request, subscriber_id)
 
     if settings.packer == "thread":
         def count(topic: str, n: int) -> None:
