@@ -9,6 +9,9 @@ from pydantic import AwareDatetime, Field
 
 from schemas.common import Code, Ident, InboundEvent, Msisdn, SubscriberId, Text
 
+TimeZoneName = Annotated[str, Field(max_length=64,
+                                    pattern=r"^([A-Za-z_]+(/[A-Za-z0-9_+-]+)*|[+-]\d\d:\d\d)$")]
+
 
 class ContactPurpose(StrEnum):
     MARKETING = "marketing"    # 营销类任务: seed users are skipped
@@ -21,6 +24,9 @@ class ContactChannel(StrEnum):
     APP_PUSH = "app_push"
     ACCOUNT_MANAGER = "account_manager"    # 高价值客户经理
     IVR = "ivr"
+    #: the inbound call an agent is on (not an outbound contact): the screen pop asks "may
+    #: this agent make an offer on this call?" with it
+    HOTLINE = "hotline"
 
 
 class ContactRequest(InboundEvent):
@@ -35,6 +41,23 @@ class ContactRequest(InboundEvent):
     channel: ContactChannel
     scheduled_for: AwareDatetime | None = None
     requester: Ident = "campaign"
+    #: the subscriber's local time zone (IANA name such as ``Asia/Shanghai``, or ``+08:00``)
+    #: when the requester knows it; else the contact policy's default zone (quiet hours)
+    timezone: TimeZoneName | None = None
+
+
+class DoNotDisturb(InboundEvent):
+    """An operator's do-not-disturb list entry (compacted topic ``do-not-disturb``).
+
+    ``listed: true`` puts the subscriber on the list, ``false`` takes them off; the latest
+    entry per subscriber (by event time) wins, and the topic is compacted so a restarted
+    worker still has the whole list. Written by ``foresight policy dnd add|remove``.
+    """
+
+    kind: Literal["do_not_disturb"] = "do_not_disturb"
+    subscriber_id: SubscriberId
+    listed: bool
+    note: Text = ""
 
 
 class SurveyOutcome(InboundEvent):

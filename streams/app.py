@@ -26,6 +26,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from agents.audit.catalog import load_catalog
 from agents.audit.step import Audit
 from agents.call_features import CallFeatures
+from agents.contact.policy import load_policy
+from agents.contact.step import ContactPolicy
 from agents.core import Processor
 from agents.screen.step import ScreenPop
 from agents.unified_view import UnifiedView
@@ -52,7 +54,7 @@ from streams.web_auth import web_application_options
 log = logging.getLogger(__name__)
 
 
-STEPS = ("unified-view", "call-features", "audit", "screen-pop")
+STEPS = ("unified-view", "call-features", "audit", "contact-policy", "screen-pop")
 
 
 def default_pipeline(settings: Settings | None = None) -> list[Processor]:
@@ -76,6 +78,8 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(UnifiedView())
         elif name == "call-features":
             steps.append(CallFeatures())
+        elif name == "contact-policy":
+            steps.append(contact_policy_step(settings, names))
         elif name == "screen-pop":
             audits = [s for s in steps if isinstance(s, Audit)]
             steps.append(ScreenPop(names, audits[0].catalog if audits else None))
@@ -91,6 +95,17 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
                     seconds=settings.audit_resolved_hint_ttl_s)
             steps.append(audit)
     return steps
+
+
+def contact_policy_step(settings: Settings | None, names: Sequence[str]) -> ContactPolicy:
+    """The contact policy (``FORESIGHT_CONTACT_POLICY``, default the packaged one), with a
+    shadow policy when ``FORESIGHT_CONTACT_SHADOW_POLICY`` names one; it reads only the
+    steps that are configured (absent ones: their rules do not apply)."""
+    live = settings.contact_policy if settings else None
+    shadow = settings.contact_shadow_policy if settings else None
+    reads = tuple(n for n in ("unified-view", "audit", "foresee") if n in names)
+    return ContactPolicy(load_policy(live) if live else None,
+                         load_policy(shadow) if shadow else None, reads)
 
 
 class ForesightApp(faust.App):

@@ -128,8 +128,19 @@ class Settings(BaseSettings):
         "coalesce more writes per commit at the cost of latency (FORESIGHT_COMMIT_INTERVAL_MS)",
     )
     steps: str = Field(
-        default="unified-view,call-features,audit",
+        default="unified-view,call-features,audit,contact-policy",
         description="pipeline steps to run, comma separated (FORESIGHT_STEPS)",
+    )
+    contact_policy: Path | None = Field(
+        default=None,
+        description="contact policy to load instead of the packaged one "
+        "(FORESIGHT_CONTACT_POLICY); check it first with 'foresight policy check FILE'",
+    )
+    contact_shadow_policy: Path | None = Field(
+        default=None,
+        description="a second contact policy run in shadow (dry run): decided beside the live "
+        "one, reported in each decision's 'shadow' field and counted in "
+        "foresight_contact_shadow_disagreements_total (FORESIGHT_CONTACT_SHADOW_POLICY)",
     )
     audit_rules: Path | None = Field(
         default=None,
