@@ -17,8 +17,8 @@ PARTITIONS ?= 4
 .PHONY: install lint test unit integration demo bench kafka-jars ops-packages clean
 
 # Debian packages the operations tests run for real (Prometheus, Alertmanager, Kannel).
-OPS_PACKAGES := prometheus prometheus-alertmanager kannel kannel-extras
-OPS_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/sbin/bearerbox /usr/lib/kannel/test/fakesmsc
+OPS_PACKAGES := prometheus prometheus-alertmanager kannel kannel-extras chromium chromium-driver fonts-wqy-microhei
+OPS_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/amtool /usr/sbin/bearerbox /usr/lib/kannel/test/fakesmsc /usr/bin/chromium /usr/bin/chromedriver /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 install: $(STAMP) kafka-jars
 
@@ -35,7 +35,7 @@ kafka-jars: $(STAMP)
 # Installed when missing and running as root (CI); otherwise says how and goes on (the
 # tests that need them then fail and say which binary is missing).
 ops-packages:
-	@missing=""; for b in $(OPS_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	@missing=""; for b in $(OPS_BINARIES); do [ -e $$b ] || missing="$$missing $$b"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages for the operations tests: $(OPS_PACKAGES)"; \

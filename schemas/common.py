@@ -18,12 +18,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 #: Version of the wire contract this code writes; readers accept any version >= 1 whose
 #: fields validate (forward compatible), so producers can upgrade first.
 #:
+#: * 3: ``contact-outcomes`` retention, offer and contact-result records may carry the
+#:   ``call_id`` and ``agent_id`` of the hotline call they were recorded on (screen pop), and
+#:   a contact result may be ``confirmed`` / ``dismissed`` (a reminder on an agent's screen).
 #: * 2: ``agent-hints`` records always carry ``expires_at`` and may be of kind
 #:   ``known_fault``; a ``subscriber-state`` event must come from a system that reports its
 #:   kind (``charged`` from billing, ``signing_changed`` from the HSS...: see
 #:   :data:`schemas.subscriber_state.REPORTED_BY`), so no valid report is ignored.
 #: * 1: the first contract.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SubscriberId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,39}$"),

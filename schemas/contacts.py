@@ -9,6 +9,9 @@ from pydantic import AwareDatetime, Field
 
 from schemas.common import Code, Ident, InboundEvent, Msisdn, SubscriberId, Text
 
+TimeZoneName = Annotated[str, Field(max_length=64,
+                                    pattern=r"^([A-Za-z_]+(/[A-Za-z0-9_+-]+)*|[+-]\d\d:\d\d)$")]
+
 
 class ContactPurpose(StrEnum):
     MARKETING = "marketing"    # 营销类任务: seed users are skipped
@@ -21,6 +24,9 @@ class ContactChannel(StrEnum):
     APP_PUSH = "app_push"
     ACCOUNT_MANAGER = "account_manager"    # 高价值客户经理
     IVR = "ivr"
+    #: the inbound call an agent is on (not an outbound contact): the screen pop asks "may
+    #: this agent make an offer on this call?" with it
+    HOTLINE = "hotline"
 
 
 class ContactRequest(InboundEvent):
@@ -35,6 +41,23 @@ class ContactRequest(InboundEvent):
     channel: ContactChannel
     scheduled_for: AwareDatetime | None = None
     requester: Ident = "campaign"
+    #: the subscriber's local time zone (IANA name such as ``Asia/Shanghai``, or ``+08:00``)
+    #: when the requester knows it; else the contact policy's default zone (quiet hours)
+    timezone: TimeZoneName | None = None
+
+
+class DoNotDisturb(InboundEvent):
+    """An operator's do-not-disturb list entry (compacted topic ``do-not-disturb``).
+
+    ``listed: true`` puts the subscriber on the list, ``false`` takes them off; the latest
+    entry per subscriber (by event time) wins, and the topic is compacted so a restarted
+    worker still has the whole list. Written by ``foresight policy dnd add|remove``.
+    """
+
+    kind: Literal["do_not_disturb"] = "do_not_disturb"
+    subscriber_id: SubscriberId
+    listed: bool
+    note: Text = ""
 
 
 class SurveyOutcome(InboundEvent):
@@ -54,6 +77,9 @@ class RetentionOutcome(InboundEvent):
     msisdn: Msisdn
     task_id: Ident
     outcome: Literal["retained", "churned", "pending"]
+    #: the hotline call on which an agent recorded it (screen pop), if any (version 3)
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 class OfferOutcome(InboundEvent):
@@ -62,6 +88,9 @@ class OfferOutcome(InboundEvent):
     msisdn: Msisdn
     offer_id: Ident
     decision: Literal["accepted", "declined"]
+    #: the hotline call on which the offer was made (screen pop), if any (version 3)
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 class OnlineContact(InboundEvent):
@@ -77,13 +106,20 @@ class OnlineContact(InboundEvent):
 
 
 class ContactResult(InboundEvent):
-    """What happened to an outbound contact request."""
+    """What happened to an outbound contact request, or to a reminder on an agent's screen.
+
+    From the screen pop (version 3): ``request_id`` is the reminder's hint id, ``result`` is
+    ``confirmed`` (the agent told the customer) or ``dismissed`` (not relevant on this call),
+    with the ``call_id`` and ``agent_id`` of the call.
+    """
 
     kind: Literal["contact_result"]
     subscriber_id: SubscriberId
     msisdn: Msisdn
     request_id: Ident
-    result: Literal["reached", "not_reached", "refused", "complained"]
+    result: Literal["reached", "not_reached", "refused", "complained", "confirmed", "dismissed"]
+    call_id: Ident | None = None
+    agent_id: Ident | None = None
 
 
 ContactOutcome = Annotated[

@@ -85,6 +85,11 @@ CONTACT_OUTCOMES: list[dict[str, Any]] = [
      "result": "reached"},
 ]
 
+DO_NOT_DISTURB: list[dict[str, Any]] = [
+    {"schema_version": 1, "event_id": "ev-dnd-1", "event_time": _T, "kind": "do_not_disturb",
+     "subscriber_id": "S00000001", "listed": True, "note": "asked on the hotline"},
+]
+
 INPUT_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "subscriber-state": SUBSCRIBER_STATE,
     "call-events": CALL_EVENTS,
@@ -92,4 +97,5 @@ INPUT_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "network-kpis": NETWORK_KPIS,
     "contact-requests": CONTACT_REQUESTS,
     "contact-outcomes": CONTACT_OUTCOMES,
+    "do-not-disturb": DO_NOT_DISTURB,
 }

@@ -130,8 +130,26 @@ class Decision(StrEnum):
     SUPPRESS = "suppress"
 
 
+class ShadowDecision(OutboundModel):
+    """What a policy running in shadow (dry run) would have decided for the same request."""
+
+    decision: Decision
+    reasons: list[Code] = Field(default_factory=list)
+    policy_version: Ident
+    allowed_after: AwareDatetime | None = None
+    agrees: bool
+
+
 class ContactDecision(OutboundModel):
-    """Allow or suppress one contact request, with every reason code that applied."""
+    """Allow or suppress one contact request, with every reason code that applied.
+
+    One record per ``request_id`` (a redelivered request is not decided again). ``reasons``
+    lists every suppressing reason, most important first (the policy's precedence);
+    ``exempted`` the reasons that would have applied but an exemption lifted (a high-star
+    seed user through the account manager). ``allowed_after``: when suppressed, the earliest
+    time the request would be allowed, where the policy can know it (frequency caps, quiet
+    hours); null otherwise. ``shadow``: the dry-run policy's decision, when one runs.
+    """
 
     schema_version: SchemaVersion = SCHEMA_VERSION
     request_id: Ident
@@ -141,6 +159,11 @@ class ContactDecision(OutboundModel):
     channel: Ident
     policy_version: Ident
     decided_at: AwareDatetime
+    purpose: Ident | None = None
+    campaign_id: Ident | None = None
+    exempted: list[Code] = Field(default_factory=list)
+    allowed_after: AwareDatetime | None = None
+    shadow: ShadowDecision | None = None
 
 
 class CareEntry(OutboundModel):

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from schemas.call_events import CallEvent
 from schemas.common import SCHEMA_VERSION
 from schemas.complaints import Complaint
-from schemas.contacts import ContactOutcome, ContactRequest
+from schemas.contacts import ContactOutcome, ContactRequest, DoNotDisturb
 from schemas.models import ModelExample, ModelSnapshot
 from schemas.network_kpis import NetworkKpi
 from schemas.outputs import AgentHint, Alert, CareEntry, ContactDecision, DeadLetter, WorkOrder
@@ -29,6 +29,7 @@ COMPLAINTS = "complaints"
 NETWORK_KPIS = "network-kpis"
 CONTACT_REQUESTS = "contact-requests"
 CONTACT_OUTCOMES = "contact-outcomes"
+DO_NOT_DISTURB = "do-not-disturb"
 ALERTS = "alerts"
 AGENT_HINTS = "agent-hints"
 WORK_ORDERS = "work-orders"
@@ -69,6 +70,8 @@ CONTRACTS: dict[str, TopicContract] = {
                       "outbound contact tasks to allow or suppress"),
         TopicContract(CONTACT_OUTCOMES, "subscriber id", ContactOutcome, True,
                       "surveys, retention and offer outcomes, online-channel contacts"),
+        TopicContract(DO_NOT_DISTURB, "subscriber id", DoNotDisturb, True,
+                      "the operator's do-not-disturb list (compacted)"),
         TopicContract(ALERTS, "fingerprint", Alert, False,
                       "technician alerts, firing -> resolved"),
         TopicContract(AGENT_HINTS, "subscriber id", AgentHint, False,

@@ -26,7 +26,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from agents.audit.catalog import load_catalog
 from agents.audit.step import Audit
 from agents.call_features import CallFeatures
+from agents.contact.policy import load_policy
+from agents.contact.step import ContactPolicy
 from agents.core import Processor
+from agents.screen.step import ScreenPop
 from agents.unified_view import UnifiedView
 from schemas.registry import INPUT_TOPICS, OUTPUT_TOPICS
 from sinks.prometheus import register_metrics_page
@@ -39,6 +42,7 @@ from streams.logs import handler as log_handler
 from streams.metrics import Metrics
 from streams.packer import Packer, PackerProcess, PackerThread
 from streams.runner import UnitRunner
+from streams.screen_push import LivePush, Pusher, subscriber_view
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.store import restore_consumer_config
@@ -50,9 +54,9 @@ from streams.web_auth import web_application_options
 log = logging.getLogger(__name__)
 
 
-STEPS = ("unified-view", "call-features", "audit", "foresee")
-#: what runs when FORESIGHT_STEPS is not set (``foresee`` is opt-in: docs/foresee.md)
-DEFAULT_STEPS = ("unified-view", "call-features", "audit")
+#: ``foresee`` (opt-in, docs/foresee.md) reads the audit and is read by the contact policy
+#: and the screen pop, so it runs between them
+STEPS = ("unified-view", "call-features", "audit", "foresee", "contact-policy", "screen-pop")
 
 
 def default_pipeline(settings: Settings | None = None) -> list[Processor]:
@@ -62,7 +66,8 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
     loaded from ``FORESIGHT_AUDIT_RULES`` (checked at start: a bad file stops the worker
     with the file and line of each problem).
     """
-    names = [n.strip() for n in (settings.steps if settings else ",".join(DEFAULT_STEPS)).split(",")
+    # without settings: the settings' default (screen-pop is opted into, see docs/screen.md)
+    names = [n.strip() for n in (settings or Settings.model_construct()).steps.split(",")
              if n.strip()]
     unknown = sorted(set(names) - set(STEPS))
     if unknown:
@@ -82,6 +87,11 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(Foresee(load_foresee(path) if path else None,
                                  reads=tuple(r for r in ("unified-view", "audit")
                                              if r in names)))
+        elif name == "contact-policy":
+            steps.append(contact_policy_step(settings, names))
+        elif name == "screen-pop":
+            audits = [s for s in steps if isinstance(s, Audit)]
+            steps.append(ScreenPop(names, audits[0].catalog if audits else None))
         else:
             if "unified-view" not in names:
                 raise ConfigError("the audit step reads the unified view: add unified-view "
@@ -94,6 +104,17 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
                     seconds=settings.audit_resolved_hint_ttl_s)
             steps.append(audit)
     return steps
+
+
+def contact_policy_step(settings: Settings | None, names: Sequence[str]) -> ContactPolicy:
+    """The contact policy (``FORESIGHT_CONTACT_POLICY``, default the packaged one), with a
+    shadow policy when ``FORESIGHT_CONTACT_SHADOW_POLICY`` names one; it reads only the
+    steps that are configured (absent ones: their rules do not apply)."""
+    live = settings.contact_policy if settings else None
+    shadow = settings.contact_shadow_policy if settings else None
+    reads = tuple(n for n in ("unified-view", "audit", "foresee") if n in names)
+    return ContactPolicy(load_policy(live) if live else None,
+                         load_policy(shadow) if shadow else None, reads)
 
 
 class ForesightApp(faust.App):
@@ -149,6 +170,12 @@ def create_app(
     faust_transport.register()
     STORES.aliases.setdefault("foresight", "streams.store:TableStore")
     steps = list(pipeline if pipeline is not None else default_pipeline(settings))
+    screen_token = settings.screen_token or settings.api_token
+    pusher = Pusher(settings.screen_url,
+                    screen_token.get_secret_value() if screen_token else None,
+                    registry if registry is not None else REGISTRY)
+    # the screen step's pops leave at once, not with the next transaction (docs/screen.md)
+    steps = [LivePush(s, pusher.send) if isinstance(s, ScreenPop) else s for s in steps]
     table_names = (*(s.name for s in steps), *system_tables(steps))
     if create_topics:
         ensure_topics(settings, table_names)
@@ -307,6 +334,12 @@ def create_app(
             "partitions": unit.partitions(),
             **sup.health(),
         })
+
+    @app.page("/subscribers/{subscriber_id}")
+    async def one_key_view(web: Any, request: Any, subscriber_id: str) -> Any:
+        """一键综合查询: the subscriber's whole picture, from the worker that owns it
+        (token required; forwarded to the owner, retried through a rebalance)."""
+        return await subscriber_view(app, unit, steps, request, subscriber_id)
 
     if settings.packer == "thread":
         def count(topic: str, n: int) -> None:

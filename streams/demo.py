@@ -127,11 +127,17 @@ def run_demo(args: argparse.Namespace) -> int:
     if allowance is not None:
         env["FORESIGHT_EVENT_TIME_MAX_FUTURE_S"] = str(allowance)
     procs: list[subprocess.Popen] = []
+    screen_url, agent_url = _screen_env(env, settings.steps)
     print(f"demo: topics prefixed {settings.topic_prefix!r}, logs in {run_dir}", file=sys.stderr)
     try:
         worker = _spawn([FORESIGHT, "worker"], env, run_dir / "worker.log")
         procs.append(worker)
         _wait_ready(worker, port, run_dir / "worker.log")
+        procs.append(_spawn([FORESIGHT, "screen", "serve", "--port", screen_url.rsplit(":", 1)[1]],
+                            {**env, "FORESIGHT_WORKER_URL": f"http://127.0.0.1:{port}"},
+                            run_dir / "screen.log"))
+        print(f"demo: agent screen for agent A0001 (simulated calls pop there): {agent_url}",
+              file=sys.stderr)
         from sinks.alertmanager_local import alert_count, start_alertmanager_and_sink
         from sinks.prometheus_local import start_prometheus
 
@@ -185,6 +191,7 @@ def run_demo(args: argparse.Namespace) -> int:
         if am_url:
             print(f"demo: Alertmanager UI {am_url} ({alert_count(am_url)} active alerts; it "
                   "stops with the demo)")
+        print(f"demo: agent screen {agent_url} (agent A0001; it stops with the demo)")
         if prom_url:
             print(f"demo: Prometheus UI {prom_url}/graph (worker and sink metrics, Foresight's "
                   "own alerting rules; it stops with the demo; --keep leaves the run folder)")
@@ -202,6 +209,28 @@ def run_demo(args: argparse.Namespace) -> int:
         if started_kafka:
             LocalKafka.from_settings(settings).stop()
             print("demo: stopped the Kafka broker it started", file=sys.stderr)
+
+
+def _screen_env(env: dict[str, str], steps: str) -> tuple[str, str]:
+    """Run the screen-pop step and point it at a screen service with a demo agent (the
+    simulator's agents are A0001..A0300); return the service URL and the agent's page URL
+    (the token rides in the fragment, which the browser never sends)."""
+    import secrets
+
+    port = _free_port()
+    token = env.get("FORESIGHT_SCREEN_TOKEN") or env.get("FORESIGHT_API_TOKEN") or \
+        secrets.token_urlsafe(16)
+    agent_token = f"demo-A0001-{secrets.token_urlsafe(8)}"
+    names = [n.strip() for n in steps.split(",") if n.strip()]
+    own_agents = env.get("FORESIGHT_SCREEN_AGENTS")
+    env.update({
+        "FORESIGHT_STEPS": ",".join([*names, "screen-pop"] if "screen-pop" not in names else names),
+        "FORESIGHT_SCREEN_URL": f"http://127.0.0.1:{port}", "FORESIGHT_SCREEN_TOKEN": token,
+        "FORESIGHT_API_TOKEN": env.get("FORESIGHT_API_TOKEN") or token,
+        "FORESIGHT_SCREEN_AGENTS": own_agents or f"A0001={agent_token}",
+    })
+    page = f"http://127.0.0.1:{port}/"
+    return page.rstrip("/"), page if own_agents else f"{page}#token={agent_token}"
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

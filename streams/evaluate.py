@@ -32,8 +32,10 @@ def register(sub: Any, common: Any) -> None:
         "evaluate", help="score a capability end to end against the simulator's ground truth",
         description="Run a worker and the simulator with injected faults on fresh topics and "
         "score what the worker emitted against the ground truth.")
-    p.add_argument("what", choices=["audit", "models"],
-                   help="the capability to evaluate (models: Foresee, in process, no Kafka)")
+    p.add_argument("what", choices=["audit", "suppression", "models"],
+                   help="the capability to evaluate (suppression: the contact policy, "
+                   "replayed in-process, see streams/evaluate_suppression.py; models: the "
+                   "Foresee models, in process, docs/foresee.md)")
     p.add_argument("--subscribers", type=int, default=10_000, help="simulated population (10000)")
     p.add_argument("--faults-per-rule", type=int, default=40,
                    help="injected faults per audit rule (40)")
@@ -46,10 +48,10 @@ def register(sub: Any, common: Any) -> None:
                    help="share of deliberately broken records (simulator default 0.001)")
     p.add_argument("--json", type=Path, help="write the per-rule figures here")
     p.add_argument("--keep", action="store_true", help="keep the run's topics")
+    from streams.evaluate_suppression import register_args
+    register_args(p)   # --days: models simulate 90 days unless given another number
     p.add_argument("--events", type=Path,
                    help="models: a recorded history (JSONL) instead of the simulator")
-    p.add_argument("--days", type=float, default=90.0,
-                   help="models: simulated days (90: churn's 30-day horizon three times)")
     p.add_argument("--estimator", choices=["logistic", "arf", "hat"],
                    help="models: override every model's estimator")
     common(p)
@@ -95,6 +97,9 @@ class _Collector(threading.Thread):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.what == "suppression":
+        from streams.evaluate_suppression import run_suppression
+        return run_suppression(args)
     from agents.audit.catalog import load_catalog
     from streams.cli import ensure_broker, settings_from
     from streams.simulator.runner import future_allowance_s

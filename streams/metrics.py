@@ -204,6 +204,23 @@ class Metrics:
             "period plus the watermark's wait (lateness, and the next event on a quiet "
             "partition), by rule. Independent of replay speed and consumer lag.", ["rule"],
             buckets=DETECT_BUCKETS, registry=r)
+        self.contact_decisions = Counter(
+            "foresight_contact_decisions_total",
+            "Contact-policy decisions (one per contact request) by purpose, channel, decision "
+            "and primary reason (the first by the policy's precedence; 'none' when allowed).",
+            ["purpose", "channel", "decision", "reason"], registry=r)
+        self.contact_reasons = Counter(
+            "foresight_contact_reasons_total",
+            "Every reason code on a suppressed contact request (a decision with three reasons "
+            "counts three times), by purpose and reason.", ["purpose", "reason"], registry=r)
+        self.contact_shadow_disagreements = Counter(
+            "foresight_contact_shadow_disagreements_total",
+            "Requests the shadow (dry-run) policy decided differently from the live one, by "
+            "live and shadow decision.", ["live", "shadow"], registry=r)
+        for purpose in ("marketing", "service"):
+            self.contact_decisions.labels(purpose, "telemarketing", "allow", "none")
+        for live, shadow in (("allow", "suppress"), ("suppress", "allow")):
+            self.contact_shadow_disagreements.labels(live, shadow)
         for rule in rules:
             for transition in ("fired", "escalated", "resolved", "expired"):
                 self.audit_alerts.labels(rule, transition)

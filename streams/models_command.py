@@ -146,6 +146,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 def run_evaluate_models(args: argparse.Namespace) -> int:
     from agents.foresee.evaluation import evaluate, read_jsonl, simulate
     subscribers = args.subscribers if args.subscribers != 10_000 else 400
+    # --days is shared with `evaluate suppression` (default 3): the models need 90
+    # (churn's 30-day horizon three times) unless another number is given
+    days = args.days if args.days not in (None, 3.0) else 90.0
+    args.days = days
     say = lambda m: print(f"[evaluate models] {m}", file=sys.stderr, flush=True)  # noqa: E731
     if args.events:
         records = read_jsonl(str(args.events))

@@ -99,6 +99,8 @@ def create_reference_app(settings: Settings, pipeline: Sequence[Processor] | Non
 
     async def emit(outputs: list[Output]) -> None:
         for o in outputs:
+            if o.topic not in outs:
+                continue  # the screen step's pushes: not Kafka outputs (streams/screen_push.py)
             await outs[o.topic].send(key=o.key.encode(),
                                      value=o.value.__pydantic_serializer__.to_json(o.value))
 

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from schemas.registry import ALERTS
+from schemas.registry import ALERTS, CONTACT_DECISIONS
 from streams.committer import CommitFailed, TransactionalCommitter
 from streams.envelope import EnvelopeError
 from streams.metrics import Metrics
@@ -159,6 +159,18 @@ class UnitRunner:
         for o in commit.models:
             if o.topic == ALERTS:
                 self._observe_alert(o.value)
+            elif o.topic == CONTACT_DECISIONS:
+                self._observe_decision(o.value)
+
+    def _observe_decision(self, d: Any) -> None:
+        m = self.metrics
+        purpose = d.purpose or "unknown"
+        m.contact_decisions.labels(purpose, d.channel, d.decision,
+                                   d.reasons[0] if d.reasons else "none").inc()
+        for reason in d.reasons:
+            m.contact_reasons.labels(purpose, reason).inc()
+        if d.shadow is not None and not d.shadow.agrees:
+            m.contact_shadow_disagreements.labels(d.decision, d.shadow.decision).inc()
 
     def _observe_alert(self, alert: Any) -> None:
         m = self.metrics

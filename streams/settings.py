@@ -128,13 +128,24 @@ class Settings(BaseSettings):
         "coalesce more writes per commit at the cost of latency (FORESIGHT_COMMIT_INTERVAL_MS)",
     )
     steps: str = Field(
-        default="unified-view,call-features,audit",
+        default="unified-view,call-features,audit,contact-policy",
         description="pipeline steps to run, comma separated (FORESIGHT_STEPS)",
     )
     foresee_catalog: Path | None = Field(
         default=None,
         description="Foresee feature/model catalog (FORESIGHT_FORESEE_CATALOG; default "
         "agents/rules/foresee.yaml)",
+    )
+    contact_policy: Path | None = Field(
+        default=None,
+        description="contact policy to load instead of the packaged one "
+        "(FORESIGHT_CONTACT_POLICY); check it first with 'foresight policy check FILE'",
+    )
+    contact_shadow_policy: Path | None = Field(
+        default=None,
+        description="a second contact policy run in shadow (dry run): decided beside the live "
+        "one, reported in each decision's 'shadow' field and counted in "
+        "foresight_contact_shadow_disagreements_total (FORESIGHT_CONTACT_SHADOW_POLICY)",
     )
     audit_rules: Path | None = Field(
         default=None,
@@ -234,8 +245,33 @@ class Settings(BaseSettings):
         "own core), a thread, or off when 'foresight packer' runs elsewhere (FORESIGHT_PACKER)",
     )
 
+    screen_url: str | None = Field(
+        default=None,
+        description="screen service the worker pushes screen pops to, e.g. "
+        "http://127.0.0.1:6070 ('foresight screen serve'); unset: pops are counted, not sent "
+        "(FORESIGHT_SCREEN_URL)",
+    )
+    screen_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token between workers and the screen service (pushes in, "
+        "one-key views out); defaults to FORESIGHT_API_TOKEN (FORESIGHT_SCREEN_TOKEN)",
+    )
+    screen_agents: str | None = Field(
+        default=None,
+        description="agents of the screen service: a YAML/JSON file mapping agent id to "
+        "token, or inline 'A001=token1,A002=token2' (FORESIGHT_SCREEN_AGENTS)",
+    )
+    screen_port: int = Field(default=6070, description="screen service port "
+                             "(FORESIGHT_SCREEN_PORT)")
+    worker_url: str = Field(
+        default="http://127.0.0.1:6066",
+        description="a worker's web server the screen service asks for one-key views; any "
+        "worker forwards to the owner (FORESIGHT_WORKER_URL)",
+    )
+
     @field_validator("sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
-                     "ssl_key_password", "api_token", mode="before")
+                     "ssl_key_password", "api_token", "screen_token", "screen_url",
+                     "screen_agents", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         # compose files and CI templates pass unset variables as empty strings

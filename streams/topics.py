@@ -21,6 +21,7 @@ from schemas.registry import (
     CARE_LIST,
     CONTACT_DECISIONS,
     DEAD_LETTERS,
+    DO_NOT_DISTURB,
     INPUT_TOPICS,
     MODEL_EXAMPLES,
     MODELS,
@@ -54,7 +55,10 @@ def changelog_topic(settings: Settings, table: str) -> str:
 def topic_specs(settings: Settings, tables: tuple[str, ...] = ()) -> list[TopicSpec]:
     """Every topic a worker with these ``tables`` uses."""
     specs = [TopicSpec(settings.topic(t), config={"retention.ms": str(7 * DAY_MS)})
-             for t in INPUT_TOPICS]
+             for t in INPUT_TOPICS if t != DO_NOT_DISTURB]
+    # the do-not-disturb list is state an operator keeps: compacted, never expired
+    specs.append(TopicSpec(settings.topic(DO_NOT_DISTURB), config={
+        "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}))
     specs.append(TopicSpec(settings.topic(PACKED), config={
         "retention.ms": str(DAY_MS), "max.message.bytes": str(4 * 1024 * 1024)}))
     for t in (ALERTS, AGENT_HINTS, CONTACT_DECISIONS, CARE_LIST):

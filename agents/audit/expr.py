@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from agents.audit.durations import parse_duration
-from agents.audit.facts import FUNCTIONS, Dep, Domain, Env
+from agents.audit.facts import FUNCTIONS, Dep, Domain, Env, Function
 from agents.audit.items import ITEM_KINDS, PRODUCT_DOMAINS, PRODUCT_FIELDS
 
 Fn = Callable[[Env], Any]
@@ -39,6 +39,10 @@ Fn = Callable[[Env], Any]
 ALLOWED = ("and, or, not, comparisons (== != < <= > >= in, not in, is null), + - *, "
            "constants (strings, numbers, true/false/null), item.<field>, product(id).<field> "
            "and calls of: " + ", ".join([*FUNCTIONS, "duration"]))
+
+
+def _allowed(table: Mapping[str, Function]) -> str:
+    return ALLOWED.split("and calls of:")[0] + "and calls of: " + ", ".join([*table, "duration"])
 
 
 class ExprError(ValueError):
@@ -175,8 +179,10 @@ class _Compiler:
     (the audit evaluates several rules per ``subscriber-state`` event).
     """
 
-    def __init__(self, each: str | None, text: str = "") -> None:
+    def __init__(self, each: str | None, text: str = "",
+                 functions: Mapping[str, Function] | None = None) -> None:
         self.each = ITEM_KINDS[each] if each else None
+        self.table: Mapping[str, Function] = FUNCTIONS if functions is None else functions
         self.text = text
         self.deps: set[Dep] = set()
         self.item_kinds: set[str] = set()
@@ -218,8 +224,9 @@ class _Compiler:
     def visit(self, node: ast.AST) -> _Const | _Code:
         method = getattr(self, "v_" + type(node).__name__, None)
         if method is None:
+            allowed = ALLOWED if self.table is FUNCTIONS else _allowed(self.table)
             raise self.fail(node, f"{type(node).__name__} is not allowed in rule expressions; "
-                                  f"allowed: {ALLOWED}")
+                                  f"allowed: {allowed}")
         return method(node)
 
     # --- leaves -------------------------------------------------------------------------
@@ -392,10 +399,10 @@ class _Compiler:
                 return _Const(parse_duration(node.args[0].value))
             except ValueError as exc:
                 raise self.fail(node, str(exc)) from None
-        spec = FUNCTIONS.get(name)
+        spec = self.table.get(name)
         if spec is None:
             raise self.fail(node, f"unknown function {name!r}; functions: "
-                                  f"{', '.join([*FUNCTIONS, 'duration'])}")
+                                  f"{', '.join([*self.table, 'duration'])}")
         low, high = spec.arity
         if not low <= len(node.args) <= high:
             want = str(low) if low == high else f"{low} to {high}"
@@ -414,8 +421,14 @@ class _Compiler:
                       spec.domain(consts) if spec.domain else None)
 
 
-def compile_expr(source: str, each: str | None = None) -> Compiled:
+def compile_expr(source: str, each: str | None = None,
+                 functions: Mapping[str, Function] | None = None) -> Compiled:
     """Check and compile ``source``; raises :class:`ExprError` naming what is wrong.
+
+    ``functions`` replaces the audit's function table (:data:`FUNCTIONS`) for another
+    environment over the same language: the contact policy compiles its conditions with its
+    own table (:mod:`agents.contact.functions`), whose functions take an
+    :class:`~agents.audit.facts.Env` subclass.
 
     >>> try:
     ...     compile_expr("item.order == 'ordered'")
@@ -435,7 +448,7 @@ def compile_expr(source: str, each: str | None = None) -> Compiled:
         col = exc.offset - 1 if exc.offset else len(text) - 1
         msg = exc.msg if exc.offset else f"{exc.msg}: the expression ends too early"
         raise ExprError(f"syntax error: {msg}", lead + min(col, len(text) - 1)) from None
-    c = _Compiler(each, text)
+    c = _Compiler(each, text, functions)
     try:
         body = c.visit(tree.body)
     except ExprError as exc:

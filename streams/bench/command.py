@@ -105,6 +105,64 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     r.add_argument("--timeout", type=float, default=1800.0, help="seconds per restore")
     r.set_defaults(func=cmd_restore)
     _register_faults(acts, common)
+    _register_screen(acts, common)
+    _register_contact(acts, common)
+
+
+def _register_contact(acts: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    c = acts.add_parser(
+        "contact", help="contact-policy decision latency at fixed request rates",
+        description="For each rate: a fresh worker on fresh topics, contact requests at the "
+        "rate beside a constant ingest load; each request is timed from produce to its "
+        "decision read by a read_committed consumer of contact-decisions. Worker settings "
+        "from the environment or --env (FORESIGHT_BATCH_LINGER_MS, ...).")
+    common(c)
+    c.add_argument("--rates", default="1000,5000", help="requests/s, comma list (1000,5000)")
+    c.add_argument("--ingest-rate", type=float, default=1000.0,
+                   help="ingest events/s produced beside the requests (1000)")
+    c.add_argument("--seconds", type=float, default=20.0, help="production per rate (20)")
+    c.add_argument("--subscribers", type=int, default=100_000, help="distinct keys (100000)")
+    c.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="worker environment variable for this run (repeatable)")
+    c.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
+    c.set_defaults(func=cmd_contact)
+
+
+def _register_screen(acts: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    from streams.bench.screen import __doc__ as screen_doc
+    sc = acts.add_parser("screen", help="screen-pop latency and one-key view latency under load",
+                         description=(screen_doc or "").split("\n\n", 1)[-1],
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(sc)
+    sc.add_argument("--background", type=float, default=2000.0,
+                    help="background events/s from the bench dataset (2000)")
+    sc.add_argument("--calls", type=float, default=20.0, help="answered hotline calls/s (20)")
+    sc.add_argument("--agents", type=int, default=20, help="agents listening (20)")
+    sc.add_argument("--seconds", type=float, default=30.0, help="length of the run (30)")
+    sc.add_argument("--subscribers", type=int, default=100_000, help="distinct keys (100000)")
+    sc.add_argument("--view-rate", type=float, default=20.0,
+                    help="GET /subscribers/{id} per second during the run (20)")
+    sc.add_argument("--browser", action="store_true",
+                    help="also one headless Chromium page (first agent): produce -> DOM")
+    sc.add_argument("--json", type=Path, dest="json_out", metavar="OUT.json")
+    sc.set_defaults(func=cmd_screen)
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.bench.screen import format_screen, run_screen_bench
+
+    settings = _settings(args)
+    _interrupt_on_term()
+    r = run_screen_bench(settings, background=args.background, calls=args.calls,
+                         agents=args.agents, seconds=args.seconds,
+                         subscribers=args.subscribers, view_rate=args.view_rate,
+                         browser=args.browser, say=_say)
+    print(format_screen(r))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(r, indent=2))
+    return 0
 
 
 def _register_faults(acts: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -251,6 +309,37 @@ def cmd_latency(args: argparse.Namespace) -> int:
     results = run_sweep(settings, rates=rates, seconds=args.seconds, repeat=args.repeat,
                         partitions=settings.partitions, subscribers=args.subscribers, say=say)
     print(format_sweep(results, args.seconds))
+    return 0 if all(not r.get("error") for r in results) else 1
+
+
+def cmd_contact(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.bench.contact import format_row, run_contact_sweep
+    from streams.errors import ConfigError
+
+    try:
+        rates = [float(x) for x in args.rates.split(",") if x.strip()]
+        env = dict(e.split("=", 1) for e in args.env)
+    except ValueError as exc:
+        raise ConfigError(f"--rates takes numbers, --env NAME=VALUE: {exc}") from exc
+    settings = _settings(args)
+    _interrupt_on_term()
+
+    def say(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    results = run_contact_sweep(settings, rates=rates, ingest_rate=args.ingest_rate,
+                                seconds=args.seconds, partitions=settings.partitions,
+                                subscribers=args.subscribers, say=say, env=env or None)
+    print(f"decision latency, request produced -> decision read (read_committed), "
+          f"{args.seconds:.0f} s per rate (ms); worker env {env or 'default'}")
+    print("| requests/s | ingest events/s | decisions | p50 | p99 | max | p50 first → last "
+          "quarter |\n|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(format_row(r))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if all(not r.get("error") for r in results) else 1
 
 

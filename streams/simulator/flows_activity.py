@@ -21,6 +21,9 @@ CALLS = "call-events"
 COMPLAINTS = "complaints"
 REQUESTS = "contact-requests"
 OUTCOMES = "contact-outcomes"
+DND = "do-not-disturb"
+#: subscribers per day who join or leave the operator's do-not-disturb list
+DND_CHANGES_PER_SUB_DAY = 0.002
 _RESULTS, _RESULT_W = cat.weighted(cat.CALL_RESULT_WEIGHTS)
 _CUM_RESULT = (0.84, 0.94, 0.98)
 _SURVEY_HAPPY = (0.02, 0.01, 0.02, 0.03, 0.05, 0.07, 0.12, 0.20, 0.23, 0.25)
@@ -56,6 +59,32 @@ class Activity:
                          ("contact_request", self.contact_request),
                          ("consultation", self.consultation)):
             self.eng.every(rates[name] * n, fn, self.rng)
+        # the operator's do-not-disturb list: loaded at the start, then a few changes a day
+        # (an rng of its own, so the other processes draw exactly as before)
+        self.dnd_rng = random.Random(f"{self.rng.getstate()[1][:4]}/dnd")
+        self.eng.at(self.eng.now, self.dnd_list)
+        self.eng.every(DND_CHANGES_PER_SUB_DAY * n, self.dnd_change, self.dnd_rng)
+
+    # --- do-not-disturb list ------------------------------------------------------------
+    def _dnd(self, t: int, sub: Sub, listed: bool) -> None:
+        self.eng.emit(DND, sub.sid, {
+            "schema_version": 1, "event_id": self.eng.eid(), "event_time": CHINA.format(t),
+            "kind": "do_not_disturb", "subscriber_id": sub.sid, "listed": listed,
+            "note": "operator list" if listed else "removed on request"})
+
+    def dnd_list(self, t: int) -> None:
+        """The list as the operator holds it when the run starts (the profile flag)."""
+        for sub in self.pop.subs:
+            if sub.dnd and sub.bss != "none":
+                self._dnd(t, sub, True)
+
+    def dnd_change(self, t: int) -> None:
+        """A subscriber asks to join (or leave) the do-not-disturb list."""
+        sub = self.pop.subs[int(self.dnd_rng.random() * len(self.pop.subs))]
+        if sub.bss == "none":
+            return
+        sub.dnd = not sub.dnd
+        self._dnd(t, sub, sub.dnd)
 
     # --- network calls (hot path) -----------------------------------------------------
     def network_call(self, t: int) -> None:

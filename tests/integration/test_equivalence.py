@@ -37,6 +37,40 @@ def _outputs(settings: Settings, topic: str) -> list[tuple]:
     return sorted(out)
 
 
+def _with_contacts(records: list[tuple], subscribers: int) -> list[tuple]:
+    """Every 10th record followed by a contact request (every 50th a redelivered one).
+
+    The requests are for subscribers of their own (``S9...``), with no reports on other
+    topics: the reference reads each topic on its own, so the interleaving of two topics
+    (and with it what the unified view held when a request was decided) may differ from
+    the batched worker's; within one topic the order is the partition's in both.
+    """
+    import random
+
+    from schemas.examples import INPUT_EXAMPLES
+
+    rng = random.Random(3)
+    req = INPUT_EXAMPLES["contact-requests"][0]
+    out: list[tuple] = []
+    owner: dict[str, str] = {}
+    for i, rec in enumerate(records):
+        out.append(rec)
+        if i % 10:
+            continue
+        try:
+            at = orjson.loads(rec[2])["event_time"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        rid = f"RQ{i - 500 if i % 500 == 0 and i else i}"     # every 50th: a redelivery
+        sid = owner.setdefault(rid, f"S9{rng.randrange(subscribers // 3):07d}")
+        ev = {**req, "request_id": rid, "subscriber_id": sid, "event_id": f"Q{i}",
+              "event_time": at, "channel": rng.choice(["sms", "telemarketing", "ivr"]),
+              "purpose": rng.choice(["marketing", "marketing", "service"])}
+        ev.pop("scheduled_for", None)
+        out.append(("contact-requests", sid.encode(), orjson.dumps(ev)))
+    return out
+
+
 def test_batched_equals_per_event_reference(isolated: Settings) -> None:
     steps = default_pipeline()
     tables = tuple(s.name for s in steps) + system_tables(steps)
@@ -44,6 +78,7 @@ def test_batched_equals_per_event_reference(isolated: Settings) -> None:
     ref = isolated.model_copy(update={"topic_prefix": f"r{isolated.app_id[3:]}.",
                                       "app_id": isolated.app_id + "-ref"})
     records = workload(6000, subscribers=300, invalid_every=41, seed=11)
+    records = _with_contacts(records, subscribers=300)
     for s in (isolated, ref):
         ensure_topics(s, tables)
     stamp = 1_790_000_000_000
@@ -67,7 +102,7 @@ def test_batched_equals_per_event_reference(isolated: Settings) -> None:
         b = table_contents(ref, step.name)
         assert a == b, f"{step.name}: batched and reference state differ"
         assert len(a) > 0
-    for topic in ("dead-letters", "alerts", "agent-hints"):
+    for topic in ("dead-letters", "alerts", "agent-hints", "contact-decisions"):
         assert _outputs(isolated, topic) == _outputs(ref, topic), topic
     broken = (b"not json", b"", b'{"kind": "opened"}')  # what workload() breaks
     assert len(_outputs(isolated, "dead-letters")) == sum(1 for r in records if r[2] in broken)

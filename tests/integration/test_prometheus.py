@@ -79,16 +79,22 @@ def _inconsistency() -> list[tuple[str, bytes, bytes]]:
 
 
 class Prometheus:
-    """A Prometheus server of the test's own, scraping one worker every second."""
+    """A Prometheus server of the test's own, scraping its targets every second.
 
-    def __init__(self, target_port: int, root: Path) -> None:
+    ``targets`` is one port (job ``foresight``, a worker) or job name -> ports, named as
+    in docker/prometheus.yml (``foresight`` the workers, ``foresight-sink`` the sinks)."""
+
+    def __init__(self, targets: int | dict[str, list[int]], root: Path) -> None:
         self.port = free_port()
+        self.jobs = {"foresight": [targets]} if isinstance(targets, int) else dict(targets)
+        root.mkdir(parents=True, exist_ok=True)
         config = root / "prometheus.yml"
         config.write_text(json.dumps({  # JSON is YAML
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "foresight", "static_configs": [
-                {"targets": [f"127.0.0.1:{target_port}"]}]}],
+            "scrape_configs": [{"job_name": job, "static_configs": [
+                {"targets": [f"127.0.0.1:{p}" for p in ports]}]}
+                for job, ports in self.jobs.items()],
         }))
         self.log = root / "prometheus.log"
         with open(self.log, "wb") as out:
@@ -122,9 +128,11 @@ class Prometheus:
             raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n"
                                  f"{self.log.read_text(errors='replace')[-3000:]}")
         try:
-            return self.query('up{job="foresight"}') != {}
+            up = self.query("up")
         except OSError:
             return False
+        want = sum(len(ports) for ports in self.jobs.values())
+        return len(up) == want and set(up.values()) == {1.0}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -29,7 +29,7 @@ from tests.ops_helpers import (
 KAFKA = ("kafka1", "kafka2", "kafka3")
 WORKERS = ("worker1", "worker2")
 FORESIGHT = ("topics", *WORKERS, "sink-alertmanager", "simulator")
-PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
+PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000, "screen": 6070}
 HEALTHCHECKED = (*KAFKA, *WORKERS, "prometheus", "alertmanager", "grafana")
 #: mounted paths another part of issue 18 adds (Prometheus alerting rules); checked once present
 PENDING_PATHS = {"docker/prometheus"}
