@@ -179,6 +179,8 @@ class CareEntry(OutboundModel):
     reasons: list[Text] = Field(default_factory=list)
     channel: Literal["ivr", "human"]
     decided_at: AwareDatetime
+    #: the model version that made the score (Foresee: ``complaint@v000001200``)
+    model_version: str | None = None
 
 
 class DeadLetterReason(StrEnum):

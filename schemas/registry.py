@@ -18,6 +18,7 @@ from schemas.call_events import CallEvent
 from schemas.common import SCHEMA_VERSION
 from schemas.complaints import Complaint
 from schemas.contacts import ContactOutcome, ContactRequest, DoNotDisturb
+from schemas.models import ModelExample, ModelSnapshot
 from schemas.network_kpis import NetworkKpi
 from schemas.outputs import AgentHint, Alert, CareEntry, ContactDecision, DeadLetter, WorkOrder
 from schemas.subscriber_state import SubscriberStateEvent
@@ -35,6 +36,8 @@ WORK_ORDERS = "work-orders"
 CONTACT_DECISIONS = "contact-decisions"
 CARE_LIST = "care-list"
 DEAD_LETTERS = "dead-letters"
+MODEL_EXAMPLES = "model-examples"
+MODELS = "models"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ CONTRACTS: dict[str, TopicContract] = {
                       "subscribers to reach proactively"),
         TopicContract(DEAD_LETTERS, "source topic", DeadLetter, False,
                       "inputs that could not be parsed or validated"),
+        TopicContract(MODEL_EXAMPLES, "model name", ModelExample, False,
+                      "labelled examples from every worker, for the Foresee learner"),
+        TopicContract(MODELS, "model name", ModelSnapshot, False,
+                      "versioned Foresee model snapshots (compacted), loaded by workers"),
     )
 }
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from schemas.registry import DEAD_LETTERS, INPUT_TOPICS, OUTPUT_TOPICS
+from schemas.registry import DEAD_LETTERS, INPUT_TOPICS, MODELS, OUTPUT_TOPICS
 from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.topics import PACKED, changelog_topic
@@ -60,6 +60,7 @@ def worker_acls(settings: Settings, tables: Sequence[str]) -> list[Acl]:
         Acl("topic", t(PACKED), ("Read", "Write")),
         *(Acl("topic", changelog_topic(settings, table), ("Read", "Write")) for table in tables),
         *(Acl("topic", t(name), ("Write",)) for name in OUTPUT_TOPICS),
+        Acl("topic", t(MODELS), ("Read",)),   # the foresee step loads model versions
         Acl("topic", f"{app}-__assignor-__leader", ("Describe",)),
         *(Acl("group", g, ("Read",)) for g in (app, f"{app}-packer", f"{app}-restore")),
         Acl("transactional-id", f"{app}-", ("Write", "Describe"), "prefixed"),

@@ -54,7 +54,9 @@ from streams.web_auth import web_application_options
 log = logging.getLogger(__name__)
 
 
-STEPS = ("unified-view", "call-features", "audit", "contact-policy", "screen-pop")
+#: ``foresee`` (opt-in, docs/foresee.md) reads the audit and is read by the contact policy
+#: and the screen pop, so it runs between them
+STEPS = ("unified-view", "call-features", "audit", "foresee", "contact-policy", "screen-pop")
 
 
 def default_pipeline(settings: Settings | None = None) -> list[Processor]:
@@ -78,6 +80,13 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(UnifiedView())
         elif name == "call-features":
             steps.append(CallFeatures())
+        elif name == "foresee":
+            from agents.foresee.catalog import load_catalog as load_foresee
+            from agents.foresee.step import Foresee  # river loads only when configured
+            path = settings.foresee_catalog if settings else None
+            steps.append(Foresee(load_foresee(path) if path else None,
+                                 reads=tuple(r for r in ("unified-view", "audit")
+                                             if r in names)))
         elif name == "contact-policy":
             steps.append(contact_policy_step(settings, names))
         elif name == "screen-pop":
@@ -347,6 +356,10 @@ def create_app(
             lambda topic, n: metrics.packer_records.labels(topic).inc(n),
             metrics.packer_envelopes.inc)
     sup = supervise(app, packed.get_topic_name())
+    foresee = [s for s in steps if getattr(s, "name", "") == "foresee"]
+    if foresee:  # keep the models scored with current from the ``models`` topic
+        from streams.models_topic import start_model_loader
+        app.model_loader = start_model_loader(settings, foresee[0].store)
     return app
 
 

@@ -222,7 +222,7 @@ def _plugins() -> list[Callable[..., None]]:
     regs: list[Callable[..., None]] = []
     for module in ("streams.simulator.command", "streams.rules_command", "streams.bench.command",
                    "streams.evaluate", "streams.demo", "streams.acls", "streams.sink_command",
-                   "sinks.screen_command", "streams.policy_command"):
+                   "sinks.screen_command", "streams.policy_command", "streams.models_command"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

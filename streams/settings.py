@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         default="unified-view,call-features,audit,contact-policy",
         description="pipeline steps to run, comma separated (FORESIGHT_STEPS)",
     )
+    foresee_catalog: Path | None = Field(
+        default=None,
+        description="Foresee feature/model catalog (FORESIGHT_FORESEE_CATALOG; default "
+        "agents/rules/foresee.yaml)",
+    )
     contact_policy: Path | None = Field(
         default=None,
         description="contact policy to load instead of the packaged one "

@@ -23,6 +23,8 @@ from schemas.registry import (
     DEAD_LETTERS,
     DO_NOT_DISTURB,
     INPUT_TOPICS,
+    MODEL_EXAMPLES,
+    MODELS,
     WORK_ORDERS,
 )
 from streams.errors import ConfigError
@@ -64,6 +66,12 @@ def topic_specs(settings: Settings, tables: tuple[str, ...] = ()) -> list[TopicS
     specs.append(TopicSpec(settings.topic(WORK_ORDERS), config={"retention.ms": str(30 * DAY_MS)}))
     specs.append(TopicSpec(settings.topic(DEAD_LETTERS), copartitioned=False, config={
         "retention.ms": str(14 * DAY_MS), "max.message.bytes": str(4 * 1024 * 1024)}))
+    # Foresee: examples keyed by model name (any partition count), model versions compacted
+    specs.append(TopicSpec(settings.topic(MODEL_EXAMPLES), copartitioned=False, config={
+        "retention.ms": str(7 * DAY_MS)}))
+    specs.append(TopicSpec(settings.topic(MODELS), copartitioned=False, config={
+        "cleanup.policy": "compact", "min.compaction.lag.ms": "60000",
+        "max.message.bytes": str(8 * 1024 * 1024)}))
     for table in tables:
         specs.append(TopicSpec(changelog_topic(settings, table), config={
             "cleanup.policy": "compact", "min.compaction.lag.ms": "60000",

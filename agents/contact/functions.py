@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.audit.facts import FUNCTIONS, Domain, Env, Function
+from agents.foresee.view import scores_of as _scores_of
 from agents.unified_view import new_view
 from schemas.contacts import ContactChannel, ContactPurpose
 
@@ -35,14 +36,6 @@ MODELS = ("complaint", "dissatisfaction", "churn")
 VIEW, AUDIT, FORESEE = "unified-view", "audit", "foresee"
 _EMPTY_VIEW = new_view("", "")
 
-try:  # the Foresee step (issue 19) may not be merged yet: then no score is ever present
-    from agents.foresee.view import scores_of as _scores_of  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the branch
-    def _scores_of(state: dict[str, Any] | None) -> dict[str, Any]:
-        if not state:
-            return {}
-        scores = state.get("scores")
-        return scores if isinstance(scores, dict) else {}
 
 
 class ContactEnv(Env):

@@ -80,10 +80,7 @@ def audit_items(audit: Mapping[str, Any] | None, catalog: Catalog | None, sid: s
 
 
 def _scores(state: Mapping[str, Any] | None) -> dict[str, Any]:
-    try:  # the Foresee package (issue 19); absent until it is merged
-        from agents.foresee.view import scores_of
-    except ImportError:  # pragma: no cover - depends on the branch
-        return dict((state or {}).get("scores", {}))
+    from agents.foresee.view import scores_of
     return dict(scores_of(state))  # type: ignore[arg-type]
 
 

@@ -58,7 +58,8 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     i.add_argument("--seed", type=int, help="dataset seed (default fixed: same bytes every run)")
     i.add_argument("--profile", type=Path, metavar="OUT.txt",
                    help="one extra worker run under py-spy; write where its time goes")
-    i.add_argument("--profile-line", default="foresight", choices=("foresight", "foresight-ingest"),
+    i.add_argument("--profile-line", default="foresight",
+                   choices=("foresight", "foresight-ingest", "foresight-foresee"),
                    help="the worker line --profile runs (default foresight: the whole pipeline)")
     i.add_argument("--poll-ms", type=int, default=20, help="/metrics polling period (default 20)")
     i.set_defaults(func=cmd_ingest)

@@ -27,11 +27,14 @@ from streams.bench.report import LineResult
 from streams.settings import Settings
 from streams.topics import PACKED
 
-FORESIGHT_LINES = ("foresight-ingest", "foresight", "foresight-x2")
+FORESIGHT_LINES = ("foresight-ingest", "foresight", "foresight-x2", "foresight-foresee")
 ALL_LINES = (*LINES, "foresight-ingest", "foresight")
 #: what each Foresight line runs: ingestion only (unified view + call features), or the
 #: full pipeline with the cross-system audit, so the audit's cost is a ratio of one run
-LINE_ENV = {"foresight-ingest": {"FORESIGHT_STEPS": "unified-view,call-features"}}
+LINE_ENV = {"foresight-ingest": {"FORESIGHT_STEPS": "unified-view,call-features"},
+            # the full pipeline + the Foresee models (issue 19): their cost is a ratio to
+            # "foresight" of the same run (opt-in: --lines foresight,foresight-foresee)
+            "foresight-foresee": {"FORESIGHT_STEPS": "unified-view,call-features,audit,foresee"}}
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def resolve_lines(spec: str, workers: int) -> tuple[str, ...]:
     >>> resolve_lines("foresight,aiokafka-raw", 1)
     ('foresight', 'aiokafka-raw')
     """
-    known = (*ALL_LINES, "foresight-x2")
+    known = (*ALL_LINES, "foresight-x2", "foresight-foresee")
     chosen = list(ALL_LINES) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in known]
     if unknown:

@@ -84,6 +84,9 @@ def register(sub: Any, common: Any) -> None:
                    help="share of subscribers complaining per horizon (default 0.02)")
     g.add_argument("--churn-share", type=float, default=0.003,
                    help="share of subscribers porting out per horizon (default 0.003)")
+    g.add_argument("--precursor-days", type=float, default=0.0,
+                   help="days before a complaint or port-out over which its precursors "
+                   "are spread (default 0: the last 6 hours)")
     g.add_argument("--lookalike-rate", type=float, default=1.0,
                    help="benign look-alikes per injected fault, per rule: conditions that "
                    "clear within the grace period (or the lateness), same-instant "
@@ -131,7 +134,8 @@ def config_from(args: argparse.Namespace, speed: float) -> SimConfig:
         late_rate=args.late_rate, late_max_s=args.late_max,
         duplicate_rate=args.duplicate_rate, faults_per_rule=args.faults_per_rule,
         fault_scale=args.fault_scale, complaint_share=args.complaint_share,
-        churn_share=args.churn_share, lookalike_rate=args.lookalike_rate,
+        churn_share=args.churn_share,
+        precursor_days=args.precursor_days, lookalike_rate=args.lookalike_rate,
         lateness_s=args.lateness)
 
 

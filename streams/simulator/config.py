@@ -32,6 +32,10 @@ class SimConfig:
     fault_scale: float = 1.0
     complaint_share: float = 0.02
     churn_share: float = 0.003
+    #: Days before a complaint or port-out over which its precursors are spread (0: the
+    #: last 6 hours, as before). Real complainers show the signs for days (seed 000's
+    #: models look back 30/90 days); ``foresight evaluate models`` uses 10.
+    precursor_days: float = 0.0
     #: Look-alikes (benign, must not alert) per injected fault, per rule.
     lookalike_rate: float = 1.0
     #: The workers' allowed lateness (FORESIGHT_TIMER_LATENESS_MS), in seconds: look-alikes
@@ -52,6 +56,7 @@ class SimConfig:
             (0 <= self.fault_scale <= 100, "--fault-scale must be within [0, 100]"),
             (0 <= self.complaint_share <= 0.5, "--complaint-share must be within [0, 0.5]"),
             (0 <= self.churn_share <= 0.2, "--churn-share must be within [0, 0.2]"),
+            (0 <= self.precursor_days <= 60, "--precursor-days must be within [0, 60]"),
             (0 <= self.lookalike_rate <= 100, "--lookalike-rate must be within [0, 100]"),
             (0.05 <= self.lateness_s <= 600, "--lateness must be within [0.05, 600] seconds"),
         )

@@ -108,19 +108,30 @@ class Director:
             return
         sub.story = True
         story = Story(sub, outcome, at)
-        window = min(6 * 3600_000, int(0.8 * (at - epoch_start)))
+        # a port-out is a month in the making (churn's horizon is 30 days): twice as long
+        days = self.cfg.precursor_days * (1 if outcome in ("complaint", "decoy") else 2)
+        span = int(days * 86_400_000) or 6 * 3600_000
+        window = min(span, int(0.8 * (at - epoch_start)))
         lo, hi = at - window, at - 60_000
         if outcome in ("complaint", "decoy"):
             kinds = set(rng.choices(_KINDS, weights=_KIND_W, k=rng.choice((1, 2, 2, 3))))
+            # with --precursor-days the trouble starts early in the window and keeps on
+            # (a slow burn); the default keeps the original 6-hour stories byte for byte
+            reach = 0.1 if self.cfg.precursor_days else 0.6
             for kind in sorted(kinds):
-                self.eng.at(lo + int(rng.random() * (hi - lo) * 0.6), self._precursor, story,
+                self.eng.at(lo + int(rng.random() * (hi - lo) * reach), self._precursor, story,
                             kind, hi)
             self.eng.at(at, self._complaint if outcome == "complaint" else self._decoy, story)
         else:
             kinds = set(rng.choices(("complaint", "bad_survey", "competitor_calls"), k=2))
+            reach = 0.1 if self.cfg.precursor_days else 0.5
             for kind in sorted(kinds):
-                self.eng.at(lo + int(rng.random() * (hi - lo) * 0.5), self._precursor, story,
+                self.eng.at(lo + int(rng.random() * (hi - lo) * reach), self._precursor, story,
                             kind, hi)
+            if self.cfg.precursor_days and rng.random() < 0.8:
+                # 携号转网 starts with an eligibility / authorisation-code enquiry, days ahead
+                when = max(lo, at - int(rng.uniform(1, 10) * 86_400_000))
+                self.eng.at(when, self._portability_enquiry, story)
             self.eng.at(at, self._port_out if outcome == "churn" else self._decoy, story)
 
     def _precursor(self, t: int, story: Story, kind: str, deadline: int) -> None:
@@ -131,7 +142,7 @@ class Director:
         note: dict[str, Any] = {"kind": kind, "at": iso(t)}
         if kind == "dropped_calls":
             cell = self._bad_cell_for(sub, t)
-            count = rng.randint(2, 4)
+            count = rng.randint(2, 4) + int(self.cfg.precursor_days // 3)
             times = sorted(t + int(rng.random() * (deadline - t)) for _ in range(count))
             for when in times:
                 self.eng.at(when, self._dropped, sub, cell)
@@ -149,7 +160,7 @@ class Director:
             act.call(t, sub, number, "mo", sub.home, "answered", rng.randint(60, 400))
             note["number"] = number
         elif kind in ("hotline_calls", "complaint"):
-            count = rng.randint(2, 3)
+            count = rng.randint(2, 3) + int(self.cfg.precursor_days // 5)
             times = sorted(t + int(rng.random() * (deadline - t)) for _ in range(count))
             for when in times:
                 self.eng.at(when, self._hotline, sub)
@@ -163,9 +174,15 @@ class Director:
             note["score"] = act.survey(t, sub, unhappy=True)
         elif kind == "competitor_calls":
             count = rng.randint(1, 3)
-            for _ in range(count):
-                act.call(t, sub, rng.choice(cat.COMPETITOR_HOTLINES), "mo", sub.home,
-                         "answered", rng.randint(60, 600))
+            if self.cfg.precursor_days:   # shopping around over the weeks, not in one go
+                count += int(self.cfg.precursor_days // 5)
+                for _ in range(count):
+                    when = t + int(rng.random() * (deadline - t))
+                    self.eng.at(when, self._competitor_call, sub)
+            else:
+                for _ in range(count):
+                    act.call(t, sub, rng.choice(cat.COMPETITOR_HOTLINES), "mo", sub.home,
+                             "answered", rng.randint(60, 600))
             note["count"] = count
         elif kind == "bill_shock":
             amount = rng.randint(20_000, 80_000)
@@ -192,6 +209,16 @@ class Director:
         if sub.bss == "active":
             peer = self.rng.choice(self.pop.subs).msisdn
             self.activity.call(t, sub, peer, self.rng.choice(("mo", "mt")), cell, "dropped")
+
+    def _portability_enquiry(self, t: int, story: Story) -> None:
+        if story.sub.bss == "active":
+            self.activity.online(t, story.sub, topic="number.portability")
+            story.precursors.append({"kind": "portability_enquiry", "at": iso(t)})
+
+    def _competitor_call(self, t: int, sub: Sub) -> None:
+        if sub.bss == "active":
+            self.activity.call(t, sub, self.rng.choice(cat.COMPETITOR_HOTLINES), "mo",
+                               sub.home, "answered", self.rng.randint(60, 600))
 
     def _hotline(self, t: int, sub: Sub) -> None:
         self.activity.hotline_call(t, sub, unhappy=True)

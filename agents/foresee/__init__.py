@@ -1,0 +1,1 @@
+"""Foresee: online propensity models (river) from streaming features (docs/foresee.md)."""
