@@ -91,7 +91,8 @@ def default_pipeline(settings: Settings | None = None) -> list[Processor]:
             steps.append(contact_policy_step(settings, names))
         elif name == "screen-pop":
             audits = [s for s in steps if isinstance(s, Audit)]
-            steps.append(ScreenPop(names, audits[0].catalog if audits else None))
+            steps.append(ScreenPop(names, audits[0].catalog if audits else None,
+                                   policy_path=settings.contact_policy if settings else None))
         else:
             if "unified-view" not in names:
                 raise ConfigError("the audit step reads the unified view: add unified-view "

@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agents.audit.catalog import Catalog
+from agents.contact.policy import load_policy
 from agents.core import EventContext, Output, Result, State
+from agents.foresee.offers import control_settings, in_control_group, load_offers
 from agents.screen.bundle import INPUTS, POLICY, OfferGate, build_bundle
 from agents.unified_view import ms
+from schemas.contacts import ContactChannel, ContactPurpose, ContactRequest
 from schemas.registry import CALL_EVENTS, COMPLAINTS, CONTACT_OUTCOMES
 from schemas.screen import SCREEN_PUSH, ScreenPush
 
@@ -44,18 +48,13 @@ def _recent(items: list[dict[str, Any]], key: str, entry: dict[str, Any]) -> boo
     return True
 
 
-def policy_gate() -> OfferGate | None:
-    """"May this agent make an offer on this inbound call?" from the contact-policy package
-    (issue 20) and Foresee's control group (issue 19, its configured share and salt); None
-    until both are installed."""
-    try:
-        from agents.contact.policy import load_policy
-        from agents.foresee.offers import control_settings, in_control_group
-        from schemas.contacts import ContactChannel, ContactPurpose, ContactRequest
-        channel = ContactChannel("hotline")
-    except (ImportError, ValueError):
-        return None
-    policy = load_policy()
+def policy_gate(policy_path: str | Path | None = None) -> OfferGate | None:
+    """"May this agent make an offer on this inbound call?": the contact policy for a
+    marketing contact on channel ``hotline`` and Foresee's control group (its configured
+    share and salt). ``policy_path`` is the live policy file (``FORESIGHT_CONTACT_POLICY``;
+    the packaged one by default), the same the contact-policy step decides with."""
+    channel = ContactChannel.HOTLINE
+    policy = load_policy(policy_path)
     control_share, control_salt = control_settings()
 
     def gate(sid: str, reads: Mapping[str, Any], own: Any, now_ms: int
@@ -76,10 +75,6 @@ def policy_gate() -> OfferGate | None:
 
 
 def _offers() -> dict[str, dict[str, Any]]:
-    try:
-        from agents.foresee.offers import load_offers
-    except ImportError:
-        return {}
     out: dict[str, dict[str, Any]] = {}
     for o in load_offers():
         d = o if isinstance(o, dict) else o.model_dump() if hasattr(o, "model_dump") else vars(o)
@@ -99,13 +94,14 @@ class ScreenPop:
     topics = frozenset({CALL_EVENTS, COMPLAINTS, CONTACT_OUTCOMES})
 
     def __init__(self, configured: Iterable[str] = INPUTS, catalog: Catalog | None = None,
-                 offer_gate: OfferGate | None = None) -> None:
+                 offer_gate: OfferGate | None = None,
+                 policy_path: str | Path | None = None) -> None:
         names = set(configured)
         self.reads: tuple[str, ...] = tuple(n for n in INPUTS if n in names)
         self.available = frozenset(self.reads)
         self.catalog = catalog
         self.offer_gate = offer_gate if offer_gate is not None else (
-            policy_gate() if POLICY in names else None)
+            policy_gate(policy_path) if POLICY in names else None)
         self.offers = _offers() if self.offer_gate is not None else {}
 
     def key_of(self, event: Any) -> str | None:

@@ -1,8 +1,12 @@
 """The agent screen end to end, in a real browser: Kafka, a worker (unified-view,
-call-features, audit, screen-pop), the screen service and headless Chromium.
+call-features, audit, foresee, contact-policy, screen-pop), the screen service and
+headless Chromium.
 
-An agent signs in; a subscriber gets an open audit finding; an answered hotline call for
-that agent pops the page with the finding's script within the budget; a finding opened
+An agent signs in; a subscriber gets an open audit finding and, from a churn model version
+published on ``models``, a high churn risk; an answered hotline call for that agent pops
+the page with the finding's script, the risk with its reason and a retention task within
+the budget; the retention outcome recorded on the page reaches ``contact-outcomes`` with
+the call id; a finding opened
 during the call arrives on the open page; a reminder confirmed on the page becomes a
 ``contact-outcomes`` event with the call id; another agent never receives the pop. A
 screenshot is saved in the test's tmp dir and copied to ``.foresight/artifacts/screen.png``
@@ -63,6 +67,40 @@ def _call(stage: str, at: datetime, call_id: str, agent: str | None) -> tuple[st
           "event_time": at.isoformat(), "subscriber_id": SID, "msisdn": MSISDN,
           "call_id": call_id, "stage": stage, "hotline": "10010", "agent_id": agent}
     return "call-events", SID.encode(), orjson.dumps(ev)
+
+
+def _publish_churn_model(settings: Settings, tmp: Path) -> Path:
+    """A churn model version on the ``models`` topic, as the learner would publish it, that
+    rates this subscriber high: it learned that suspended subscribers churn (SID gets
+    suspended below), so the pop shows the risk with its reason in plain words. Returns a
+    catalog that scores on every event (``score_min_interval: 0s``; the packaged hourly
+    interval would score SID once, before the suspension)."""
+    import yaml
+
+    from agents.foresee.catalog import load_catalog
+    from agents.foresee.models import Trained, make_estimator, version_name
+    from schemas.models import ModelSnapshot
+    from schemas.registry import MODELS
+
+    data = yaml.safe_load((ROOT / "agents" / "rules" / "foresee.yaml").read_text())
+    data["score_min_interval"] = "0s"
+    catalog_path = tmp / "foresee.yaml"
+    catalog_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    catalog = load_catalog(catalog_path)
+    # trained as the learner would: one subscriber in five suspended, and those churned
+    est = make_estimator("logistic", learning_rate=0.05)
+    for _ in range(200):
+        est.learn_one({"suspensions_90d": 1.0}, True)
+        for _ in range(4):
+            est.learn_one({"suspensions_90d": 0.0}, False)
+    n = 1000
+    version = version_name("churn", n)
+    snap = ModelSnapshot(model="churn", version=version,
+                         estimator=catalog.models["churn"].estimator,
+                         blob_b64=Trained("churn", est, version, n=n).dumps(), examples=n,
+                         positives=n // 2, created_at=datetime.now(UTC))
+    produce(settings, [(MODELS, b"churn", snap.model_dump_json().encode())])
+    return catalog_path
 
 
 def _charge(cid: str, at: datetime) -> tuple[str, bytes, bytes]:
@@ -139,8 +177,16 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
 
     settings = isolated
     screen_port = free_port()
+    from streams.app import default_pipeline
+    from streams.topics import ensure_topics
+    from streams.unit import system_tables
+
+    steps_env = "unified-view,call-features,audit,foresee,contact-policy,screen-pop"
+    steps = default_pipeline(settings.model_copy(update={"steps": steps_env}))
+    ensure_topics(settings, tuple(s.name for s in steps) + system_tables(steps))
+    catalog = _publish_churn_model(settings, tmp_path)
     worker = start_worker(settings, worker_id="screen-w1", env={
-        "FORESIGHT_STEPS": "unified-view,call-features,audit,screen-pop",
+        "FORESIGHT_STEPS": steps_env, "FORESIGHT_FORESEE_CATALOG": str(catalog),
         "FORESIGHT_SCREEN_URL": f"http://127.0.0.1:{screen_port}",
         "FORESIGHT_API_TOKEN": PUSH, "FORESIGHT_TIMER_IDLE_MS": "500",
         "FORESIGHT_PACKER": "thread"})
@@ -213,12 +259,13 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         say = driver.find_element(By.ID, "say").text
         assert "停机期间" in say  # what to say first, at the top
         assert driver.find_element(By.ID, "profile").text.count("8613800004242") == 1  # full number
+        # the risk from the churn model version published above, with its reason in plain
+        # words and the version; a high churn risk is a retention task
         risks = driver.find_element(By.CSS_SELECTOR, "#risks .body")
-        # until the Foresee branch is merged: the panel says so, nothing is faked. After the
-        # merge: add "foresee" to FORESIGHT_STEPS above, drive a high churn score for SID and
-        # assert data-available == "true" and the risk's reasons in risks.text instead.
-        assert risks.get_attribute("data-available") == "false"
-        assert "not available yet" in risks.text
+        assert risks.get_attribute("data-available") == "true", risks.text
+        assert "churn" in risks.text and "suspended 1x in 90 days" in risks.text, risks.text
+        retention = driver.find_element(By.CSS_SELECTOR, "#retention .body")
+        assert "suspended 1x in 90 days" in retention.text, retention.text
         pops = driver.execute_script("return window.__pops")
         assert [p["call_id"] for p in pops] == ["HL-77"]
 
@@ -242,6 +289,16 @@ def test_agent_page_pops_records_outcomes_and_isolates_agents(isolated: Settings
         (out,) = [r for r in records if r["event_id"] == recorded[0]]
         assert (out["kind"], out["result"], out["call_id"], out["agent_id"], out["subscriber_id"]) \
             == ("contact_result", "confirmed", "HL-77", "A001", SID)
+        # the retention task's outcome: a label for the churn model, with the call id
+        driver.find_element(By.CSS_SELECTOR, "#retention button[data-value=retained]").click()
+
+        def retention_event() -> list[dict[str, Any]]:
+            return [r for r in (orjson.loads(m.value()) for m in read_topic(
+                settings, settings.topic("contact-outcomes"), timeout=5))
+                if r["kind"] == "retention"]
+        (kept,) = wait_until(retention_event, 20, "no retention outcome on contact-outcomes")
+        assert (kept["outcome"], kept["call_id"], kept["agent_id"], kept["subscriber_id"]) == \
+            ("retained", "HL-77", "A001", SID)
 
         # the one-key query on the page: masked (no agent is on a call with it here)
         driver.find_element(By.ID, "lookupid").send_keys(SID)
