@@ -19,6 +19,7 @@ from typing import Any
 from agents.contact.policy import load_policy
 from agents.contact.policytests import packaged_tests, run_test_file
 from streams.errors import RuleError
+from streams.rules_command import check_files, compile_run
 
 EPILOG = """\
 examples:
@@ -74,20 +75,10 @@ def register(sub: Any, common: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    failed = 0
-    for path in args.files:
-        try:
-            policy = load_policy(path)
-        except RuleError as exc:
-            failed += 1
-            print(str(exc), file=sys.stderr)
-            continue
-        print(f"OK: {len(policy.rules)} rules in {path} (policy_version {policy.version})")
-    if failed:
-        print(f"{failed} of {len(args.files)} file(s) have errors: fix the lines above and "
-              "run 'foresight policy check' again", file=sys.stderr)
-        return 2
-    return 0
+    def check(path: str) -> str:
+        policy = load_policy(path)
+        return f"OK: {len(policy.rules)} rules in {path} (policy_version {policy.version})"
+    return check_files(args.files, check, "foresight policy check")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -95,7 +86,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not files:
         print("name test files, or --packaged", file=sys.stderr)
         return 2
-    pattern = re.compile(args.run) if args.run else None
+    try:
+        pattern = compile_run(args.run, "foresight policy test")
+    except re.error:
+        return 2
     try:
         override = load_policy(args.policy) if args.policy else None
     except RuleError as exc:

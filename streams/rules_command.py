@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from agents.audit.catalog import Catalog, load_catalog
@@ -65,20 +66,35 @@ def register(sub: Any, common: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    return check_files(args.files, lambda path: f"OK: {len(load_catalog(path).rules)} rules "
+                       f"in {path}", "foresight rules check")
+
+
+def check_files(files: list[str], check: Callable[[str], str], command: str) -> int:
+    """Run ``check`` (load one file, return its OK line) on every file: each RuleError is
+    printed and counted, and any makes the exit code 2 (``rules check``, ``policy check``)."""
     failed = 0
-    for path in args.files:
+    for path in files:
         try:
-            catalog = load_catalog(path)
+            print(check(path))
         except RuleError as exc:
             failed += 1
             print(str(exc), file=sys.stderr)
-            continue
-        print(f"OK: {len(catalog.rules)} rules in {path}")
     if failed:
-        print(f"{failed} of {len(args.files)} file(s) have errors: fix the lines above and "
-              "run 'foresight rules check' again", file=sys.stderr)
+        print(f"{failed} of {len(files)} file(s) have errors: fix the lines above and "
+              f"run '{command}' again", file=sys.stderr)
         return 2
     return 0
+
+
+def compile_run(pattern: str | None, command: str) -> re.Pattern[str] | None:
+    """``--run REGEX`` compiled; a bad expression says so (``re.error``, caught by callers)."""
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error as exc:
+        print(f"{command}: --run {pattern!r} is not a regular expression: {exc}",
+              file=sys.stderr)
+        raise
 
 
 TEST_DESCRIPTION = """\
@@ -130,10 +146,8 @@ def cmd_test(args: argparse.Namespace) -> int:
         print("foresight rules test: give test FILEs or --packaged", file=sys.stderr)
         return 2
     try:
-        select = re.compile(args.run) if args.run else None
-    except re.error as exc:
-        print(f"foresight rules test: --run {args.run!r} is not a regular expression: {exc}",
-              file=sys.stderr)
+        select = compile_run(args.run, "foresight rules test")
+    except re.error:
         return 2
     malformed = failed = 0
     for path in files:

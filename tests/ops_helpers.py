@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -46,6 +47,31 @@ class Query(NamedTuple):
     panel_title: str
     ref_id: str
     expr: str
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM every process still running (last started first), then wait for each;
+    one that outlives ``timeout`` is killed."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in reversed(procs):
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def require_binary(name: str, package: str) -> str:
+    """:func:`find_binary`, or fail the test saying how to install it (never skip)."""
+    found = find_binary(name)
+    if found is None:
+        import pytest
+
+        pytest.fail(f"{name} is missing: run `make ops-packages` (as root) to install "
+                    f"Debian's {package} package")
+    return found
 
 
 def find_binary(name: str) -> str | None:

@@ -153,16 +153,23 @@ def default_catalog_path() -> Any:
     return resources.files("agents.rules").joinpath("audit.yaml")
 
 
-def load_catalog(path: str | Path | Any | None = None) -> Catalog:
-    """Read, validate and compile a catalog file (default: the packaged one)."""
-    target = default_catalog_path() if path is None else path
-    source = str(path) if path is not None else "agents/rules/audit.yaml"
+def read_rule_file(path: str | Path | Any | None, packaged: str,
+                   what: str = "rules file") -> tuple[str, str]:
+    """``(text, source)`` of a rules-as-data file: ``path``, or the packaged
+    ``agents/rules/<packaged>`` when None; ``source`` is the name errors give."""
+    target = resources.files("agents.rules").joinpath(packaged) if path is None else path
+    source = str(path) if path is not None else f"agents/rules/{packaged}"
     try:
         text = target.read_text(encoding="utf-8") if hasattr(target, "read_text") \
             else Path(target).read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuleError(f"{source}: cannot read the rules file: {exc.strerror}") from exc
-    return parse_catalog(text, source)
+        raise RuleError(f"{source}: cannot read the {what}: {exc.strerror}") from exc
+    return text, source
+
+
+def load_catalog(path: str | Path | Any | None = None) -> Catalog:
+    """Read, validate and compile a catalog file (default: the packaged one)."""
+    return parse_catalog(*read_rule_file(path, "audit.yaml"))
 
 
 def parse_catalog(text: str, source: str = "<rules>") -> Catalog:

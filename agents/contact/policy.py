@@ -24,14 +24,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agents.audit.catalog import _at, _pydantic_msg
+from agents.audit.catalog import _at, _pydantic_msg, read_rule_file
 from agents.audit.durations import parse_duration
 from agents.audit.expr import Compiled, ExprError, compile_expr
 from agents.audit.yamlmarks import Document, YamlProblem, compose_document, line_of
@@ -298,21 +297,9 @@ def _cap_free(rule: Rule, own: dict[str, Any] | None, at: int, channel: str) -> 
 
 
 # --- loading ---------------------------------------------------------------------------------
-def default_policy_path() -> Any:
-    """The policy shipped with Foresight (``agents/rules/contact-policy.yaml``)."""
-    return resources.files("agents.rules").joinpath("contact-policy.yaml")
-
-
 def load_policy(path: str | Path | Any | None = None) -> Policy:
     """Read, validate and compile a policy file (default: the packaged one)."""
-    target = default_policy_path() if path is None else path
-    source = str(path) if path is not None else "agents/rules/contact-policy.yaml"
-    try:
-        text = target.read_text(encoding="utf-8") if hasattr(target, "read_text") \
-            else Path(target).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleError(f"{source}: cannot read the policy file: {exc.strerror}") from exc
-    return parse_policy(text, source)
+    return parse_policy(*read_rule_file(path, "contact-policy.yaml", "policy file"))
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:

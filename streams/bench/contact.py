@@ -11,7 +11,6 @@ or ``--env`` (``FORESIGHT_BATCH_LINGER_MS``, ``FORESIGHT_COMMIT_INTERVAL_MS``...
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -169,21 +168,15 @@ def run_contact_sweep(base: Settings, *, rates: Sequence[float], ingest_rate: fl
     records = [r for r in dataset.events(need, subscribers)]
     results = []
     for rate in rates:
-        tag = "fsc" + uuid.uuid4().hex[:8]
-        scratch = (base.home / "bench" / tag).resolve()
-        scratch.mkdir(parents=True, exist_ok=True)
-        try:
-            r = run_contact_latency(base, prefix=f"{base.topic_prefix}{tag}.", app_id=tag,
-                                    partitions=partitions, rate=rate, ingest_rate=ingest_rate,
-                                    seconds=seconds, records=records, subscribers=subscribers,
-                                    scratch=scratch, say=say, env=env)
-        except procs.LineFailed as exc:
-            r = {"rate": rate, "error": str(exc)}
-        finally:
-            procs.kill_all()
-            kafka.cleanup_or_say(kafka.run_settings(base, f"{base.topic_prefix}{tag}.",
-                                                    partitions), tag, say)
-            shutil.rmtree(scratch, ignore_errors=True)
+        with kafka.fresh_run(base, "fsc", partitions, say) as (tag, scratch):
+            try:
+                r = run_contact_latency(base, prefix=f"{base.topic_prefix}{tag}.", app_id=tag,
+                                        partitions=partitions, rate=rate,
+                                        ingest_rate=ingest_rate, seconds=seconds,
+                                        records=records, subscribers=subscribers,
+                                        scratch=scratch, say=say, env=env)
+            except procs.LineFailed as exc:
+                r = {"rate": rate, "error": str(exc)}
         results.append(r)
         say(format_row(r))
     return results

@@ -7,13 +7,18 @@ the topics and groups whose names contain that tag, nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams.bench import procs
 from streams.errors import BrokerError
 from streams.settings import Settings
 from streams.topics import delete_groups, delete_topics, ensure_topics
@@ -137,6 +142,23 @@ def cleanup_or_say(settings: Settings, tag: str, say: Callable[[str], None]) -> 
         cleanup(settings, tag, say)
     except Exception as exc:
         say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+
+
+@contextlib.contextmanager
+def fresh_run(base: Settings, letters: str, partitions: int,
+              say: Callable[[str], None]) -> Iterator[tuple[str, Path]]:
+    """One measured run on fresh topics: its tag (topic prefix ``<prefix><tag>.`` and app
+    id) and a scratch directory. Afterwards every process of the run is killed, its topics
+    are deleted (or the operator told which) and the scratch is removed, whatever happened."""
+    tag = letters + uuid.uuid4().hex[:8]
+    scratch = (base.home / "bench" / tag).resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tag, scratch
+    finally:
+        procs.kill_all()
+        cleanup_or_say(run_settings(base, f"{base.topic_prefix}{tag}.", partitions), tag, say)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

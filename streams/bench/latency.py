@@ -12,10 +12,8 @@ batch (group joined, partitions assigned), then produces at a constant rate.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -178,21 +176,14 @@ def run_sweep(base: Settings, *, rates: Sequence[float], seconds: float, repeat:
     results: list[dict[str, Any]] = []
     for k in range(repeat):
         for rate in rates:
-            tag = "fsl" + uuid.uuid4().hex[:8]
-            scratch = (base.home / "bench" / tag).resolve()
-            scratch.mkdir(parents=True, exist_ok=True)
-            say(f"latency at {rate:,.0f} events/s, run {k + 1}/{repeat} ({tag})")
-            try:
-                r = run_latency(base, prefix=f"{base.topic_prefix}{tag}.", app_id=tag,
-                                partitions=partitions, rate=rate, seconds=seconds,
-                                records=records, scratch=scratch, say=say)
-            except procs.LineFailed as exc:
-                r = {"rate": rate, "error": str(exc)}
-            finally:
-                procs.kill_all()
-                kafka.cleanup_or_say(kafka.run_settings(base, f"{base.topic_prefix}{tag}.",
-                                                        partitions), tag, say)
-                shutil.rmtree(scratch, ignore_errors=True)
+            with kafka.fresh_run(base, "fsl", partitions, say) as (tag, scratch):
+                say(f"latency at {rate:,.0f} events/s, run {k + 1}/{repeat} ({tag})")
+                try:
+                    r = run_latency(base, prefix=f"{base.topic_prefix}{tag}.", app_id=tag,
+                                    partitions=partitions, rate=rate, seconds=seconds,
+                                    records=records, scratch=scratch, say=say)
+                except procs.LineFailed as exc:
+                    r = {"rate": rate, "error": str(exc)}
             results.append(r)
             say(format_row(r))
     return results

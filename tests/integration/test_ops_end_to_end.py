@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,7 @@ from tests.integration.harness import (
 )
 from tests.integration.test_prometheus import Prometheus
 from tests.integration.test_sms_webhook import AM_BIN, Kannel, _am, _metrics, _need
-from tests.ops_helpers import dashboard_queries
+from tests.ops_helpers import dashboard_queries, stop_processes
 
 pytestmark = pytest.mark.integration
 
@@ -62,20 +61,6 @@ receivers:
 """
 #: a Chinese mobile number in full, with or without the country code
 FULL_NUMBER = re.compile(r"(?<!\d)(?:\+?86)?1[3-9]\d{9}(?!\d)")
-
-
-@pytest.fixture
-def kannel(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.integration.test_sms_webhook import BEARERBOX, FAKESMSC, SMSBOX
-
-    _need(BEARERBOX, SMSBOX, FAKESMSC)
-    k = Kannel(tmp_path / "kannel")
-    k.dir.mkdir()
-    try:
-        k.start()
-        yield k
-    finally:
-        k.stop()
 
 
 def test_simulated_faults_reach_alertmanager_and_sms_and_prometheus_sees_it(
@@ -215,13 +200,5 @@ def test_simulated_faults_reach_alertmanager_and_sms_and_prometheus_sees_it(
     finally:
         if prom is not None:
             prom.stop()
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_processes(procs)
         worker.stop()

@@ -7,7 +7,6 @@ missing binary fails the test, it never skips."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -37,7 +36,7 @@ from tests.integration.harness import (
     wait_until,
     workload,
 )
-from tests.ops_helpers import dashboard_queries
+from tests.ops_helpers import dashboard_queries, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +46,6 @@ T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 SID = "S00000777"  # not one of workload()'s subscribers
 RULE = "product-not-provisioned"  # grace 10 minutes
 REASONS = {b"not json": "not_json", b"": "empty", b'{"kind": "opened"}': "invalid"}
-
-
-def _prometheus_binary() -> str:
-    found = shutil.which("prometheus") or ("/usr/bin/prometheus"
-                                           if Path("/usr/bin/prometheus").exists() else None)
-    if found is None:
-        pytest.fail("/usr/bin/prometheus is missing: run `make ops-packages` (as root) to "
-                    "install Debian's prometheus package")
-    return found
 
 
 def _state(kind: str, sid: str, minutes: float, **fields: Any) -> tuple[str, bytes, bytes]:
@@ -99,7 +89,7 @@ class Prometheus:
         self.log = root / "prometheus.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [_prometheus_binary(), f"--config.file={config}",
+                [require_binary("prometheus", "prometheus"), f"--config.file={config}",
                  f"--storage.tsdb.path={root / 'data'}",
                  f"--web.listen-address=127.0.0.1:{self.port}"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

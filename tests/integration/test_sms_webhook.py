@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +34,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration.harness import FORESIGHT, ROOT, free_port, wait_until
 from tests.integration.test_alertmanager_sink import committed, produce_in_transaction
+from tests.ops_helpers import stop_processes
 
 pytestmark = pytest.mark.integration
 
@@ -237,27 +236,7 @@ class Kannel:
         return (self.dir / name).read_text(errors="replace")
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
-@pytest.fixture
-def kannel(tmp_path: Path) -> Iterator[Kannel]:
-    _need(BEARERBOX, SMSBOX, FAKESMSC)
-    k = Kannel(tmp_path / "kannel")
-    k.dir.mkdir()
-    try:
-        k.start()
-        yield k
-    finally:
-        k.stop()
+        stop_processes(self.procs, timeout=10)
 
 
 def make_alert(i: int, rule: str, status: str = "firing", seq: int = 1) -> Alert:
@@ -437,12 +416,4 @@ def test_alerts_become_sms_through_alertmanager_and_kannel(isolated: Settings, k
         print(f"SMS at the SMSC: {len(got)}, parts {segments:.0f}; "
               f"test took {time.monotonic() - started:.1f}s")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_processes(procs)

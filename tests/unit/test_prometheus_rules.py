@@ -4,23 +4,19 @@ tests pass, and docker/prometheus.yml loads them. Needs only the promtool binary
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.ops_helpers import require_binary
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 RULES = DOCKER / "prometheus" / "rules.yml"
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool") or ("/usr/bin/promtool"
-                                         if Path("/usr/bin/promtool").exists() else None)
-    if found is None:
-        pytest.fail("promtool is missing: run `make ops-packages` (as root) to install "
-                    "Debian's prometheus package")
-    return found
+    return require_binary("promtool", "prometheus")
 
 
 @pytest.mark.parametrize("args", [
