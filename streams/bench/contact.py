@@ -116,12 +116,12 @@ def run_contact_latency(base: Settings, *, prefix: str, app_id: str, partitions:
             while n_req < int(rate * elapsed):
                 rid, key, value = _request(n_req, tag, subscribers)
                 sent[rid] = time.time() * 1000.0
-                _produce(producer, req_topic, key, value)
+                kafka.produce_one(producer, req_topic, value, key, wait_s=0.005)
                 n_req += 1
             while n_ing < int(ingest_rate * elapsed):
                 topic, key, value = records[j % len(records)]
                 j += 1
-                _produce(producer, names[topic], key, value)
+                kafka.produce_one(producer, names[topic], value, key, wait_s=0.005)
                 n_ing += 1
             producer.poll(0)
             if worker.proc.poll() is not None:
@@ -149,15 +149,6 @@ def run_contact_latency(base: Settings, *, prefix: str, app_id: str, partitions:
         if clock.is_alive():
             clock.join(10)
         procs.stop(worker.proc, grace=20.0)
-
-
-def _produce(producer: Any, topic: str, key: bytes, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key=key)
-            return
-        except BufferError:
-            producer.poll(0.005)
 
 
 def run_contact_sweep(base: Settings, *, rates: Sequence[float], ingest_rate: float,

@@ -225,12 +225,7 @@ def _paced_load(settings: Settings, rate: float, stop: threading.Event,
         due = int(rate * (time.monotonic() - start))
         while sent < due:
             topic, key, value = next(gen)
-            while True:
-                try:
-                    producer.produce(names[topic], value, key=key)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            kafka.produce_one(producer, names[topic], value, key)
             sent += 1
         producer.poll(0)
         if samples is not None:

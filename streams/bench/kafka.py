@@ -75,12 +75,7 @@ def produce(settings: Settings, records: Iterable[tuple[str, bytes, bytes]],
         real = names.get(topic)
         if real is None:
             real = names[topic] = settings.topic(topic)
-        while True:
-            try:
-                producer.produce(real, value, key=key, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_one(producer, real, value, key, delivered, wait_s=0.05)
         n += 1
         if n % 50_000 == 0:
             producer.poll(0)
@@ -142,6 +137,18 @@ def cleanup_or_say(settings: Settings, tag: str, say: Callable[[str], None]) -> 
         cleanup(settings, tag, say)
     except Exception as exc:
         say(f"cleanup failed (delete topics containing {tag} by hand): {exc}")
+
+
+def produce_one(producer: Producer, topic: str, value: bytes, key: bytes | None = None,
+            on_delivery: Callable[..., Any] | None = None, wait_s: float = 0.01) -> None:
+    """``producer.produce``, serving delivery callbacks while the local queue is full
+    (a load generator outruns the broker for a moment: wait, never drop)."""
+    while True:
+        try:
+            producer.produce(topic, value, key=key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(wait_s)
 
 
 @contextlib.contextmanager

@@ -137,12 +137,7 @@ def _paced(producer: Any, names: dict[str, str], records: Sequence[tuple[str, by
             if sent % INVALID_EVERY == 0:
                 value = dataset.invalid_event(sent)
                 invalid += 1
-            while True:
-                try:
-                    producer.produce(names[topic], value, key=key)
-                    break
-                except BufferError:
-                    producer.poll(0.005)
+            kafka.produce_one(producer, names[topic], value, key, wait_s=0.005)
         producer.poll(0)
         if now >= next_check:
             next_check = now + 1.0

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from streams.bench import dataset, procs
+from streams.bench import dataset, kafka, procs
 from streams.bench.lines import peak_rss
 from streams.settings import Settings
 
@@ -79,12 +79,7 @@ def write_changelog(settings: Settings, topic: str, subscribers: int, tag: str) 
     started = time.monotonic()
     p.begin_transaction()
     for key, value in build_views(subscribers):
-        while True:
-            try:
-                p.produce(topic, value, key=key)
-                break
-            except BufferError:
-                p.poll(0.01)
+        kafka.produce_one(p, topic, value, key)
         n += 1
         value_bytes += len(value)
         if n % TXN_RECORDS == 0:
@@ -181,7 +176,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run_restore(base: Settings, opts: RestoreOptions) -> int:
     """Write the changelog once, restore it into each backend, print the table."""
-    from streams.bench import kafka
     from streams.bench.report import machine_info
     from streams.topics import changelog_topic, topic_specs
 
